@@ -1,0 +1,99 @@
+"""Upserting partners and documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from asyncpg import Pool
+
+from ..domain.records import RecordProblem, check_document, check_partner
+from ..errors import BadUserInput
+from ..store import documents as documents_store
+from ..store import partners as partners_store
+from .results import BatchResult
+from .scope import Scope
+
+__all__ = ["upsert_documents", "upsert_partners"]
+
+
+def _check_batch_size(items: Sequence[Any], limit: int) -> None:
+    if len(items) > limit:
+        raise BadUserInput(f"at most {limit} records per call; got {len(items)}: split the batch")
+
+
+def _dedupe(
+    checked: list[tuple[int, dict[str, Any]]], key: tuple[str, ...], problems: list[RecordProblem]
+) -> list[tuple[int, dict[str, Any]]]:
+    # One statement cannot upsert the same row twice; a repeated key in one call is a mistake.
+    seen: dict[tuple[Any, ...], int] = {}
+    out = []
+    for index, row in checked:
+        k = tuple(row[f] for f in key)
+        if k in seen:
+            problems.append(
+                RecordProblem(index, key[-1], f"repeats record {seen[k]} of this call", str(k[-1]))
+            )
+            continue
+        seen[k] = index
+        out.append((index, row))
+    return out
+
+
+async def upsert_partners(
+    pool: Pool, scope: Scope, items: Sequence[dict[str, Any]], *, max_batch: int
+) -> BatchResult:
+    _check_batch_size(items, max_batch)
+    result = BatchResult()
+    checked: list[tuple[int, dict[str, Any]]] = []
+    for i, raw in enumerate(items):
+        verdict = check_partner(i, raw)
+        if isinstance(verdict, list):
+            result.problems.extend(verdict)
+        else:
+            checked.append((i, verdict))
+    checked = _dedupe(checked, ("external_id",), result.problems)
+    if checked:
+        async with pool.acquire() as conn, conn.transaction():
+            result.rows = await partners_store.upsert_many(
+                conn, scope.tenant_id, [row for _, row in checked]
+            )
+    return result
+
+
+async def upsert_documents(
+    pool: Pool, scope: Scope, items: Sequence[dict[str, Any]], *, max_batch: int
+) -> BatchResult:
+    _check_batch_size(items, max_batch)
+    result = BatchResult()
+    checked: list[tuple[int, dict[str, Any]]] = []
+    for i, raw in enumerate(items):
+        verdict = check_document(i, raw)
+        if isinstance(verdict, list):
+            result.problems.extend(verdict)
+        else:
+            checked.append((i, verdict))
+    checked = _dedupe(checked, ("kind", "number"), result.problems)
+    if not checked:
+        return result
+    async with pool.acquire() as conn, conn.transaction():
+        wanted = sorted({r["partner_external_id"] for _, r in checked if r["partner_external_id"]})
+        partner_ids = await partners_store.ids_by_external_id(conn, scope.tenant_id, wanted)
+        rows = []
+        for index, row in checked:
+            ext = row.pop("partner_external_id")
+            if ext is not None and ext not in partner_ids:
+                result.problems.append(
+                    RecordProblem(
+                        index,
+                        "partnerExternalId",
+                        f"no partner with externalId {ext!r}: upsert the partner first",
+                        row["number"],
+                    )
+                )
+                continue
+            row["partner_id"] = partner_ids.get(ext) if ext else None
+            rows.append(row)
+        if rows:
+            result.rows = await documents_store.upsert_many(conn, scope.tenant_id, rows)
+    return result

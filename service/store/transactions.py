@@ -1,0 +1,151 @@
+"""Transactions: payments received and sent, deduplicated per connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from asyncpg import Connection, Record
+
+__all__ = ["by_ids", "by_provider_ids", "count", "insert_many", "list_page", "set_match_result"]
+
+_COLUMNS = [
+    "provider_transaction_id",
+    "booking_date",
+    "value_date",
+    "amount",
+    "currency",
+    "counterparty_name",
+    "counterparty_account",
+    "variable_symbol",
+    "specific_symbol",
+    "constant_symbol",
+    "remittance_information",
+    "payment_key",
+]
+
+
+async def insert_many(
+    conn: Connection, tenant_id: int, connection_id: int, rows: Sequence[dict[str, Any]]
+) -> list[Record]:
+    """Insert what is new; rows whose provider id the connection already has are skipped.
+
+    The unique (connection_id, provider_transaction_id) constraint decides, so two requests
+    racing with the same payment store it once.
+    """
+    return list(
+        await conn.fetch(
+            """
+            insert into transactions (tenant_id, connection_id, provider_transaction_id,
+                booking_date, value_date, amount, currency, counterparty_name,
+                counterparty_account, variable_symbol, specific_symbol, constant_symbol,
+                remittance_information, payment_key)
+            select $1, $2, r.provider_transaction_id, r.booking_date, r.value_date, r.amount,
+                r.currency, r.counterparty_name, r.counterparty_account, r.variable_symbol,
+                r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key
+            from rows from (jsonb_to_recordset($3::jsonb) as (provider_transaction_id text,
+                booking_date date, value_date date, amount numeric, currency text,
+                counterparty_name text, counterparty_account text, variable_symbol text,
+                specific_symbol text, constant_symbol text, remittance_information text,
+                payment_key text)) with ordinality as r
+            order by r.ordinality
+            on conflict (connection_id, provider_transaction_id) do nothing
+            returning *
+            """,
+            tenant_id,
+            connection_id,
+            [{c: row.get(c) for c in _COLUMNS} for row in rows],
+        )
+    )
+
+
+async def by_provider_ids(
+    conn: Connection, tenant_id: int, connection_id: int, provider_ids: Sequence[str]
+) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "select * from transactions where tenant_id = $1 and connection_id = $2"
+            " and provider_transaction_id = any($3)",
+            tenant_id,
+            connection_id,
+            list(provider_ids),
+        )
+    )
+
+
+async def by_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int], *, for_update: bool = False
+) -> list[Record]:
+    lock = " order by id for update" if for_update else ""
+    return list(
+        await conn.fetch(
+            f"select * from transactions where tenant_id = $1 and id = any($2){lock}",
+            tenant_id,
+            list(ids),
+        )
+    )
+
+
+def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:
+    clauses = ["t.tenant_id = $1"]
+    args: list[Any] = [tenant_id]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if flt.get("connection_id") is not None:
+        add("t.connection_id = {}", flt["connection_id"])
+    if flt.get("match_state"):
+        add("t.match_state = {}", flt["match_state"])
+    if flt.get("booked_from"):
+        add("t.booking_date >= {}", flt["booked_from"])
+    if flt.get("booked_to"):
+        add("t.booking_date <= {}", flt["booked_to"])
+    if flt.get("search"):
+        needle = flt["search"].replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        add(
+            "(t.remittance_information ilike {0} or t.counterparty_name ilike {0}"
+            " or t.counterparty_account ilike {0} or t.variable_symbol ilike {0}"
+            " or t.provider_transaction_id ilike {0})",
+            f"%{needle}%",
+        )
+    return " and ".join(clauses), args
+
+
+async def list_page(
+    conn: Connection, tenant_id: int, flt: dict[str, Any], first: int, after: int | None
+) -> list[Record]:
+    where, args = _where(tenant_id, flt)
+    if after is not None:
+        args.append(after)
+        where += f" and t.id < ${len(args)}"
+    args.append(first + 1)
+    return list(
+        await conn.fetch(
+            f"select t.* from transactions t where {where} order by t.id desc limit ${len(args)}",
+            *args,
+        )
+    )
+
+
+async def count(conn: Connection, tenant_id: int, flt: dict[str, Any]) -> int:
+    where, args = _where(tenant_id, flt)
+    return int(await conn.fetchval(f"select count(*) from transactions t where {where}", *args))
+
+
+async def set_match_result(
+    conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Record the matcher's verdict (state, explanation, suggestions) for many payments."""
+    await conn.execute(
+        """
+        update transactions t set match_state = r.match_state, explanation = r.explanation,
+            suggestions = coalesce(r.suggestions, '[]'::jsonb), updated_at = now()
+        from jsonb_to_recordset($2::jsonb) as r(id bigint, match_state text, explanation text,
+             suggestions jsonb)
+        where t.tenant_id = $1 and t.id = r.id
+        """,
+        tenant_id,
+        list(rows),
+    )
