@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from asyncpg import Connection, Pool
+from asyncpg import Connection, Pool, Record
 
 from ..domain.records import RecordProblem, check_transaction
 from ..errors import BadUserInput, NotFound
 from ..store import connections as connections_store
+from ..store import events as events_store
+from ..store import matching as matching_store
 from ..store import transactions as transactions_store
+from .matching import MatchOutcome, config_of, match_payments
 from .results import BatchResult
 from .scope import Scope
 
@@ -37,12 +40,26 @@ def check_records(
 
 
 async def store_transactions(
-    conn: Connection, tenant_id: int, connection_id: int, records: list[dict[str, Any]]
-) -> tuple[list[Any], list[Any]]:
-    """Insert the batch inside the caller's transaction; returns (new rows, all rows in order)."""
+    conn: Connection, tenant_id: int, connection: Record, records: list[dict[str, Any]]
+) -> tuple[list[Any], list[Any], MatchOutcome]:
+    """Store, match and announce a batch inside the caller's transaction.
+
+    Returns (new rows, all rows of the batch in input order, the match outcome); the rows
+    carry the matcher's verdict.
+    """
     if not records:
-        return [], []
+        return [], [], MatchOutcome()
+    connection_id = connection["id"]
+    await matching_store.lock_tenant(conn, tenant_id)
     new = await transactions_store.insert_many(conn, tenant_id, connection_id, records)
+    await events_store.append_many(
+        conn, tenant_id,
+        [{"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": connection_id} for r in new],
+    )
+    outcome = await match_payments(conn, tenant_id, new, {connection_id: config_of(connection)})
+    if new:
+        # Re-read the new rows: they now carry the match state, explanation and suggestions.
+        new = await transactions_store.by_ids(conn, tenant_id, [r["id"] for r in new])
     by_pid = {r["provider_transaction_id"]: r for r in new}
     missing = [
         r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid
@@ -57,7 +74,7 @@ async def store_transactions(
         for r in records
         if r["provider_transaction_id"] in by_pid
     ]
-    return new, ordered
+    return new, ordered, outcome
 
 
 async def ingest_transactions(
@@ -86,7 +103,7 @@ async def ingest_transactions(
             raise BadUserInput(
                 f"connection {connection_id} is {connection['status']}; it takes no payments"
             )
-        new, ordered = await store_transactions(conn, scope.tenant_id, connection_id, records)
+        new, ordered, _ = await store_transactions(conn, scope.tenant_id, connection, records)
     result.rows = ordered
     result.inserted = len(new)
     result.duplicates = (

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from decimal import Decimal
+from typing import TypeVar
 
 from service.domain.matcher import (
     MAX_TRUNCATION_HITS,
@@ -35,6 +36,7 @@ __all__ = ["DocumentIndex"]
 
 # A posting: one document id, or a list once several documents share the key.
 _Posting = int | list[int]
+_K = TypeVar("_K", str, int)
 _MASK = (1 << 60) - 1  # fits a two-digit CPython int (32 bytes); collisions only over-fetch
 # How many numbers starting or ending with a fragment are fetched; more than the matcher uses
 # (MAX_TRUNCATION_HITS) so that it can see the fragment is ambiguous.
@@ -51,9 +53,8 @@ def _payer_hash(name: str, outstanding: Decimal) -> int:
     return hash((name, outstanding)) & _MASK
 
 
-def _post(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, doc_id: int) -> None:
+def _post(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
     """Add a document to a key's posting; callers never add the same pair twice."""
-    postings: dict[str | int, _Posting] = index  # type: ignore[assignment]
     current = postings.get(key)
     if current is None:
         postings[key] = doc_id
@@ -63,8 +64,7 @@ def _post(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, doc_
         current.append(doc_id)
 
 
-def _unpost(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, doc_id: int) -> None:
-    postings: dict[str | int, _Posting] = index  # type: ignore[assignment]
+def _unpost(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
     current = postings.get(key)
     if current is None:
         return
@@ -82,7 +82,7 @@ def _unpost(index: dict[str, _Posting] | dict[int, _Posting], key: str | int, do
 
 def _own(raw: str | None, key: str | None) -> str | None:
     """The normalized key, reusing the document's string when it is already normalized."""
-    return raw if key is not None and key == raw else key
+    return raw if raw is not None and key == raw else key
 
 
 class _SortedKeys:
@@ -200,12 +200,12 @@ class DocumentIndex:
             _post(self._vs, vs, doc_id)
         if ss is not None:
             _post(self._ss, ss, doc_id)
-        partner = normalize_reference(doc.partner_identifier)
+        partner = _own(doc.partner_identifier, normalize_reference(doc.partner_identifier))
         if partner is not None:
-            _post(self._partner, _own(doc.partner_identifier, partner) or partner, doc_id)
-        key = normalize_reference(doc.payment_key)
+            _post(self._partner, partner, doc_id)
+        key = _own(doc.payment_key, normalize_reference(doc.payment_key))
         if key is not None:
-            _post(self._key, _own(doc.payment_key, key) or key, doc_id)
+            _post(self._key, key, doc_id)
         payer = normalize_name(doc.partner_name)
         if payer is not None:
             _post(self._payer, _payer_hash(payer, doc.outstanding), doc_id)

@@ -12,8 +12,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from .matcher import MIN_NEAR_LENGTH
 from .money import MoneyError, parse_amount, validate_currency
-from .references import deletes, normalize_reference, normalize_symbol
+from .references import deletes, has_digit, normalize_name, normalize_reference, normalize_symbol
 
 __all__ = [
     "RecordProblem",
@@ -221,18 +222,12 @@ def check_document(index: int, raw: Mapping[str, Any]) -> dict[str, Any] | list[
     return c.problems or out
 
 
-def normalize_name(name: str | None) -> str | None:
-    """Names compared the way people write them: case and spacing do not count."""
-    if not name:
-        return None
-    return _SPACES.sub(" ", name).strip().upper()
-
-
 def fuzzy_keys(*references: str | None) -> list[str]:
     """A document's one-edit-away keys: the deletion neighbourhood of each reference, which
     a payment's own neighbourhood meets when the two differ by one typo, gap or swap."""
     keys: set[str] = set()
     for ref in references:
-        if ref and len(ref) >= 3:
+        # Shorter references are found from the payment's side (see matcher.lookup_for).
+        if ref and len(ref) >= MIN_NEAR_LENGTH and has_digit(ref):
             keys |= deletes(ref)
     return sorted(keys)

@@ -1,0 +1,193 @@
+"""Running the matcher inside the transaction that stores payments or documents.
+
+The domain decides; this module fetches candidates for a whole batch in two queries (exact
+keys, then near misses for what is left), books the allocations, derives the documents' paid
+state from them and appends the events, all on the caller's connection and transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncpg import Connection, Record
+
+from ..domain.index import DocumentIndex
+from ..domain.matcher import Decision, Lookup, MatchConfig, decide, lookup_for
+from ..domain.models import (
+    DocumentKind,
+    MatchKey,
+    MatchState,
+    OpenDocument,
+    Payment,
+    PaymentState,
+    payment_state,
+)
+from ..store import allocations as allocations_store
+from ..store import events as events_store
+from ..store import matching as matching_store
+from ..store import transactions as transactions_store
+
+__all__ = ["MatchOutcome", "config_of", "document_events", "match_payments", "open_document", "payment_of"]
+
+_DOCUMENT_EVENT = {
+    PaymentState.PAID: "DOCUMENT_PAID",
+    PaymentState.PARTIALLY_PAID: "DOCUMENT_PARTIALLY_PAID",
+    PaymentState.OVERPAID: "DOCUMENT_OVERPAID",
+}
+
+
+@dataclass(slots=True)
+class MatchOutcome:
+    matched: int = 0
+    suggested: int = 0
+    decisions: dict[int, Decision] = field(default_factory=dict)
+    documents: list[Record] = field(default_factory=list)
+
+
+def config_of(connection: Mapping[str, Any]) -> MatchConfig:
+    return MatchConfig(
+        match_against=frozenset(DocumentKind(k) for k in connection["match_against"]),
+        match_keys=frozenset(MatchKey(k) for k in connection["match_keys"]),
+    )
+
+
+def payment_of(row: Mapping[str, Any]) -> Payment:
+    return Payment(
+        amount=row["amount"],
+        currency=row["currency"],
+        remittance_information=row["remittance_information"],
+        variable_symbol=row["variable_symbol"],
+        specific_symbol=row["specific_symbol"],
+        constant_symbol=row["constant_symbol"],
+        payment_key=row["payment_key"],
+        counterparty_name=row["counterparty_name"],
+        counterparty_account=row["counterparty_account"],
+    )
+
+
+def open_document(row: Mapping[str, Any]) -> OpenDocument:
+    return OpenDocument(
+        id=row["id"],
+        seq=row["id"],
+        kind=DocumentKind(row["kind"]),
+        number=row["number"],
+        total=row["total"],
+        paid=row["paid_amount"],
+        currency=row["currency"].strip(),
+        order_number=row["order_number"],
+        recurring_order_number=row["recurring_order_number"],
+        variable_symbol=row["variable_symbol"],
+        specific_symbol=row["specific_symbol"],
+        constant_symbol=row["constant_symbol"],
+        payment_key=row["payment_key"],
+        partner_id=row["partner_id"],
+        partner_identifier=row["partner_identifier"],
+        partner_name=row["partner_name"],
+        issue_date=row["issue_date"],
+    )
+
+
+def document_events(rows: Sequence[Mapping[str, Any]], transaction_id: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        state = payment_state(row["total"], row["paid_amount"])
+        if state in _DOCUMENT_EVENT:
+            out.append(
+                {"type": _DOCUMENT_EVENT[state], "document_id": row["id"], "transaction_id": transaction_id}
+            )
+    return out
+
+
+async def match_payments(
+    conn: Connection,
+    tenant_id: int,
+    transactions: Sequence[Record],
+    configs: Mapping[int, MatchConfig],
+    *,
+    actor: str | None = None,
+) -> MatchOutcome:
+    """Match payments (already stored, in this transaction) and book what matched.
+
+    `configs` maps each transaction's connection id to its matching configuration. The caller
+    holds the tenant's matching lock (`matching_store.lock_tenant`).
+    """
+    outcome = MatchOutcome()
+    incoming = [(row, payment_of(row), configs[row["connection_id"]]) for row in transactions]
+    exact = {row["id"]: lookup_for(p, cfg, near_misses=False) for row, p, cfg in incoming}
+    index = DocumentIndex()
+    for doc in await matching_store.candidates(conn, tenant_id, list(exact.values()), near=False):
+        index.add(open_document(doc))
+
+    pending: list[tuple[Record, Payment, MatchConfig, Lookup]] = []
+    for row, payment, cfg in incoming:
+        decision = decide(payment, index.candidates(exact[row["id"]]), cfg)
+        if decision.state is MatchState.MATCHED:
+            index.apply(decision)
+            outcome.decisions[row["id"]] = decision
+        elif payment.amount > 0:
+            pending.append((row, payment, cfg, lookup_for(payment, cfg)))
+        else:
+            outcome.decisions[row["id"]] = decision
+
+    if pending:
+        fetched = await matching_store.candidates(conn, tenant_id, [p[3] for p in pending], near=True)
+        for doc in fetched:
+            if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
+                index.add(open_document(doc))
+        for row, payment, cfg, lookup in pending:
+            decision = decide(payment, index.candidates(lookup), cfg)
+            if decision.state is MatchState.MATCHED:
+                index.apply(decision)
+            outcome.decisions[row["id"]] = decision
+
+    await _book(conn, tenant_id, transactions, outcome, actor)
+    return outcome
+
+
+async def _book(
+    conn: Connection, tenant_id: int, transactions: Sequence[Record], outcome: MatchOutcome, actor: str | None
+) -> None:
+    allocations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    touched: dict[int, int] = {}
+    for row in transactions:
+        decision = outcome.decisions[row["id"]]
+        results.append(
+            {
+                "id": row["id"],
+                "match_state": decision.state.value,
+                "explanation": decision.explanation,
+                "suggestions": [
+                    {"document_id": s.document_id, "confidence": s.confidence, "reason": s.reason}
+                    for s in decision.suggestions
+                ],
+            }
+        )
+        if decision.state is MatchState.MATCHED:
+            outcome.matched += 1
+            events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
+            for plan in decision.allocations:
+                allocations.append(
+                    {
+                        "transaction_id": row["id"],
+                        "document_id": plan.document_id,
+                        "amount": plan.amount,
+                        "currency": row["currency"],
+                        "rule": plan.rule.value,
+                        "method": "AUTO",
+                        "created_by": actor,
+                    }
+                )
+                touched[plan.document_id] = row["id"]
+        elif decision.state is MatchState.SUGGESTED:
+            outcome.suggested += 1
+    await transactions_store.set_match_result(conn, tenant_id, results)
+    if allocations:
+        await allocations_store.insert_many(conn, tenant_id, allocations)
+        outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))
+        for doc in outcome.documents:
+            events.extend(document_events([doc], touched[doc["id"]]))
+    await events_store.append_many(conn, tenant_id, events)

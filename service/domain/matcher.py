@@ -1,0 +1,1001 @@
+"""The matcher: which open documents a received payment pays, or why it pays none.
+
+Pure and synchronous. A store (database or `DocumentIndex`) fetches candidate documents for the
+keys in a `Lookup`; `decide` then verifies every candidate itself, so a store may over-fetch
+freely. The rules are those of DESIGN.md, "Matching rules".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
+from service.domain.references import (
+    EditKind,
+    deletes,
+    glued_parts,
+    has_digit,
+    is_glued_in,
+    is_truncation_of,
+    normalize_name,
+    normalize_reference,
+    normalize_symbol,
+    one_edit,
+    tokenize,
+)
+
+__all__ = [
+    "ALL_KINDS",
+    "BROAD_MATCH_KEYS",
+    "DEFAULT_MATCH_KEYS",
+    "MAX_SUGGESTIONS",
+    "MAX_TEXT_LENGTH",
+    "MAX_TOKENS",
+    "MAX_TOKEN_LENGTH",
+    "MAX_TRUNCATION_HITS",
+    "MIN_NEAR_LENGTH",
+    "AllocationPlan",
+    "Decision",
+    "Lookup",
+    "MatchConfig",
+    "Suggestion",
+    "apply_allocations",
+    "decide",
+    "default_config",
+    "lookup_for",
+    "match",
+    "split_amount",
+]
+
+# Bounds that keep a hostile remittance text from blowing up lookups (SEPA allows 140 chars).
+MAX_TEXT_LENGTH = 4096
+MAX_TOKENS = 32
+MAX_TOKEN_LENGTH = 64
+# Near misses are looked for only in digit-bearing tokens this long, at most this many of them:
+# shorter ones ("12", "E-1") are one edit away from far too many numbers to mean anything.
+MIN_NEAR_LENGTH = 4
+MAX_NEAR_TOKENS = 8
+# A truncated number that is the beginning or end of more documents than this identifies none.
+MAX_TRUNCATION_HITS = 5
+MAX_SUGGESTIONS = 20
+
+ALL_KINDS: frozenset[DocumentKind] = frozenset(DocumentKind)
+# Every key; the constant symbol among them only narrows symbol matches, never matches alone.
+BROAD_MATCH_KEYS: frozenset[MatchKey] = frozenset(MatchKey)
+
+_K = MatchKey
+# Defaults per provider, from the seeds (see DESIGN.md). Sources that carry any kind of
+# payment get the broad set.
+DEFAULT_MATCH_KEYS: dict[str, frozenset[MatchKey]] = {
+    "FIO": frozenset({_K.VARIABLE_SYMBOL, _K.SPECIFIC_SYMBOL}),
+    "CESKA_SPORITELNA": frozenset({_K.VARIABLE_SYMBOL, _K.SPECIFIC_SYMBOL, _K.CONSTANT_SYMBOL}),
+    "GOPAY": frozenset({_K.VARIABLE_SYMBOL}),
+    "COMGATE": frozenset({_K.PAYMENT_KEY}),
+    "GPWEBPAY": frozenset({_K.ORDER_NUMBER}),
+    # Domestic ČSOB payments by VS, foreign ones by the purpose text.
+    "CSOB_BBF": frozenset({_K.VARIABLE_SYMBOL, _K.DOCUMENT_NUMBER}),
+    "KH_BANK": frozenset({_K.DOCUMENT_NUMBER, _K.ORDER_NUMBER, _K.PARTNER_IDENTIFIER}),
+    "PUSH": BROAD_MATCH_KEYS,
+    "SANDBOX": BROAD_MATCH_KEYS,
+    "STATEMENT_FILE": BROAD_MATCH_KEYS,
+    "BYZNYS_WEB": BROAD_MATCH_KEYS,
+}
+
+_TEXT_KEYS = frozenset({_K.DOCUMENT_NUMBER, _K.ORDER_NUMBER, _K.PARTNER_IDENTIFIER})
+_NUMBER_KEYS = frozenset({_K.DOCUMENT_NUMBER, _K.ORDER_NUMBER})
+
+# Confidence of suggestions (never applied automatically); an amount equal to the document's
+# outstanding adds _AMOUNT_BONUS.
+_CONF_AMBIGUOUS = 0.6
+_CONF_CONFLICT = 0.5
+_CONF_WRONG_CURRENCY = 0.6
+_CONF_CONSTANT_SYMBOL = 0.7
+_CONF_EDIT = {
+    EditKind.SWAPPED: 0.75,
+    EditKind.TYPO: 0.7,
+    EditKind.MISSING: 0.65,
+    EditKind.EXTRA: 0.65,
+}
+_CONF_GLUED = 0.8
+_CONF_TRUNCATED = 0.5
+_CONF_PAYER_AMOUNT = 0.5
+_AMOUNT_BONUS = 0.15
+
+_KIND_WORDS = {
+    DocumentKind.INVOICE: ("invoice", "invoices"),
+    DocumentKind.PROFORMA: ("proforma invoice", "proforma invoices"),
+    DocumentKind.ORDER: ("order", "orders"),
+}
+_SYMBOL_WORDS = {
+    _K.VARIABLE_SYMBOL: "variable symbol",
+    _K.SPECIFIC_SYMBOL: "specific symbol",
+}
+
+
+class _Flags:
+    """A config's keys as plain booleans: the hot path tests them once per document."""
+
+    __slots__ = (
+        "kinds",
+        "ks",
+        "near",
+        "number",
+        "order",
+        "partner",
+        "payment_key",
+        "ss",
+        "text",
+        "vs",
+    )
+
+    def __init__(self, kinds: frozenset[DocumentKind], keys: frozenset[MatchKey]) -> None:
+        self.kinds = tuple(k for k in DocumentKind if k in kinds)
+        self.number = _K.DOCUMENT_NUMBER in keys
+        self.order = _K.ORDER_NUMBER in keys
+        self.partner = _K.PARTNER_IDENTIFIER in keys
+        self.text = self.number or self.order or self.partner
+        self.near = self.number or self.order  # near misses are about numbers
+        self.vs = _K.VARIABLE_SYMBOL in keys
+        self.ss = _K.SPECIFIC_SYMBOL in keys
+        self.ks = _K.CONSTANT_SYMBOL in keys
+        self.payment_key = _K.PAYMENT_KEY in keys
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    """What a connection matches against and by which keys."""
+
+    match_against: frozenset[DocumentKind] = ALL_KINDS
+    match_keys: frozenset[MatchKey] = BROAD_MATCH_KEYS
+    flags: _Flags = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of names or members (API input), store canonical frozensets.
+        against = frozenset(DocumentKind(k) for k in self.match_against)
+        keys = frozenset(MatchKey(k) for k in self.match_keys)
+        object.__setattr__(self, "match_against", against)
+        object.__setattr__(self, "match_keys", keys)
+        object.__setattr__(self, "flags", _Flags(against, keys))
+
+
+def default_config(provider: str) -> MatchConfig:
+    """The seeds' defaults for a provider name (Provider enum value); unknown ones get broad."""
+    return MatchConfig(ALL_KINDS, DEFAULT_MATCH_KEYS.get(provider.upper(), BROAD_MATCH_KEYS))
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationPlan:
+    """Part of a payment to book onto a document, and the rule that identified it."""
+
+    document_id: int
+    amount: Decimal
+    rule: MatchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A document the payment may pay; never applied automatically."""
+
+    document_id: int
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The matcher's verdict for one payment, with an explanation for people."""
+
+    state: MatchState
+    allocations: tuple[AllocationPlan, ...] = ()
+    suggestions: tuple[Suggestion, ...] = ()
+    explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Normalized keys a store must fetch candidate documents for.
+
+    Exact keys: `tokens` (document number, order number, partner identifier equal to a token),
+    the symbols and `payment_key`. Near-miss keys, filled only when `near_misses` is true:
+    `glued` (document/order numbers equal to one of these), `prefixes` (numbers that start or
+    end with one of these), `fuzzy` (numbers or symbols whose one-character-deleted forms, or
+    the values themselves, are in this set) and `counterparty_name` with `amount` (documents of
+    the partner of that name whose outstanding equals the amount). Everything is bounded.
+    """
+
+    tokens: tuple[str, ...] = ()
+    variable_symbol: str | None = None
+    specific_symbol: str | None = None
+    constant_symbol: str | None = None
+    payment_key: str | None = None
+    near_misses: bool = False
+    glued: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    fuzzy: tuple[str, ...] = ()
+    counterparty_name: str | None = None
+    amount: Decimal | None = None
+
+
+class _Refs:
+    """A payment's references, normalized once, limited to what the enabled keys use."""
+
+    __slots__ = (
+        "_near",
+        "constant_symbol",
+        "payment_key",
+        "specific_symbol",
+        "tokens",
+        "variable_symbol",
+    )
+
+    def __init__(self, payment: Payment, flags: _Flags) -> None:
+        tokens: tuple[str, ...] = ()
+        text = payment.remittance_information
+        if flags.text and text:
+            found = dict.fromkeys(
+                t for t in tokenize(text[:MAX_TEXT_LENGTH]) if len(t) <= MAX_TOKEN_LENGTH
+            )
+            tokens = tuple(found)[:MAX_TOKENS]
+        self.tokens = tokens
+        self._near: tuple[str, ...] | None = None if flags.near else ()
+        self.variable_symbol = normalize_symbol(payment.variable_symbol) if flags.vs else None
+        self.specific_symbol = normalize_symbol(payment.specific_symbol) if flags.ss else None
+        self.constant_symbol = normalize_symbol(payment.constant_symbol) if flags.ks else None
+        self.payment_key = normalize_reference(payment.payment_key) if flags.payment_key else None
+
+    @property
+    def near_tokens(self) -> tuple[str, ...]:
+        """Tokens that may be a mistyped, glued or truncated number (computed on demand)."""
+        if self._near is None:
+            near = [t for t in self.tokens if len(t) >= MIN_NEAR_LENGTH and has_digit(t)]
+            self._near = tuple(near[:MAX_NEAR_TOKENS])
+        return self._near
+
+
+def lookup_for(payment: Payment, config: MatchConfig, *, near_misses: bool = True) -> Lookup:
+    """The keys to fetch candidates for; with `near_misses=False` only the exact ones."""
+    if payment.amount <= 0:
+        return Lookup()  # outgoing payments are never matched: nothing to fetch
+    refs = _Refs(payment, config.flags)
+    if not near_misses:
+        return Lookup(
+            tokens=refs.tokens,
+            variable_symbol=refs.variable_symbol,
+            specific_symbol=refs.specific_symbol,
+            constant_symbol=refs.constant_symbol,
+            payment_key=refs.payment_key,
+        )
+    glued: dict[str, None] = {}
+    fuzzy: dict[str, None] = {}
+    for token in refs.near_tokens:
+        glued.update(dict.fromkeys(glued_parts(token, MIN_NEAR_LENGTH)))
+        fuzzy[token] = None
+        fuzzy.update(dict.fromkeys(sorted(deletes(token))))
+    for symbol in (refs.variable_symbol, refs.specific_symbol):
+        if symbol is not None and len(symbol) >= MIN_NEAR_LENGTH:
+            fuzzy[symbol] = None
+            fuzzy.update(dict.fromkeys(sorted(deletes(symbol))))
+    return Lookup(
+        tokens=refs.tokens,
+        variable_symbol=refs.variable_symbol,
+        specific_symbol=refs.specific_symbol,
+        constant_symbol=refs.constant_symbol,
+        payment_key=refs.payment_key,
+        near_misses=True,
+        glued=tuple(glued),
+        prefixes=refs.near_tokens,
+        fuzzy=tuple(fuzzy),
+        counterparty_name=normalize_name(payment.counterparty_name),
+        amount=payment.amount,
+    )
+
+
+# -- allocation ------------------------------------------------------------------------------
+
+
+def split_amount(amount: Decimal, outstandings: Sequence[Decimal]) -> list[Decimal]:
+    """Split a payment over documents in order: each gets up to its outstanding amount, the
+    last one named gets whatever is left (it becomes overpaid).
+
+    Returns one amount per document (trailing zeros when the payment runs out early). The sum
+    equals `amount` whenever `amount > 0` and there is at least one document.
+    """
+    if amount <= 0 or not outstandings:
+        return [Decimal(0)] * len(outstandings)
+    remaining = amount
+    shares: list[Decimal] = []
+    last = len(outstandings) - 1
+    for i, outstanding in enumerate(outstandings):
+        # Only the last document may take more than its outstanding amount.
+        share = remaining if i == last else min(max(outstanding, Decimal(0)), remaining)
+        shares.append(share)
+        remaining -= share
+    return shares
+
+
+def apply_allocations(
+    amount: Decimal, documents: Sequence[OpenDocument]
+) -> list[tuple[OpenDocument, Decimal]]:
+    """`split_amount` over documents, keeping only those that receive something."""
+    shares = split_amount(amount, [d.outstanding for d in documents])
+    return [(d, share) for d, share in zip(documents, shares, strict=True) if share > 0]
+
+
+# -- decide ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ref:
+    """One reference on the payment and the open documents (same currency) it names."""
+
+    rule: MatchKey
+    label: str
+    pool: list[OpenDocument]
+    chosen: OpenDocument | None
+    why: str
+
+
+def _kind(doc: OpenDocument) -> str:
+    return _KIND_WORDS[doc.kind][0]
+
+
+def _doc(doc: OpenDocument) -> str:
+    return f"{_KIND_WORDS[doc.kind][0]} {doc.number}"
+
+
+def _kinds_phrase(kinds: frozenset[DocumentKind]) -> str:
+    words = [_KIND_WORDS[k][1] for k in DocumentKind if k in kinds]
+    if len(words) <= 1:
+        return words[0] if words else "documents"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _currency(code: str) -> str:
+    return code.strip().upper()
+
+
+def _open_documents(
+    candidates: Iterable[OpenDocument], kinds: tuple[DocumentKind, ...]
+) -> list[OpenDocument]:
+    """Open documents of the enabled kinds, each once, oldest first; order of input is moot."""
+    by_id: dict[int, OpenDocument] = {}
+    for doc in candidates:
+        if doc.kind not in kinds or doc.paid >= doc.total:
+            continue
+        seen = by_id.get(doc.id)
+        # The same id twice (a store over-fetching through two keys) is normally the same
+        # object; if two versions differ, keep a deterministic one: the least paid.
+        if seen is None or (seen is not doc and _version_key(doc) < _version_key(seen)):
+            by_id[doc.id] = doc
+    docs = list(by_id.values())
+    docs.sort(key=_order_key)
+    return docs
+
+
+def _order_key(doc: OpenDocument) -> tuple[int, int]:
+    return (doc.seq, doc.id)
+
+
+def _version_key(doc: OpenDocument) -> tuple[Decimal, Decimal, int, str]:
+    return (doc.paid, doc.total, doc.seq, doc.number)
+
+
+def _choose(
+    pool: list[OpenDocument], amount: Decimal, recurring: bool
+) -> tuple[OpenDocument | None, str]:
+    """The one document a reference names, and why it was chosen among several."""
+    if len(pool) == 1:
+        return pool[0], ""
+    if recurring:
+        return pool[0], (
+            f"the oldest of {len(pool)} open documents carrying this recurring order number"
+        )
+    equal = [d for d in pool if d.outstanding == amount]
+    if len(equal) == 1:
+        return equal[0], (
+            f"the only one of {len(pool)} open documents with this reference whose "
+            "outstanding amount equals the payment"
+        )
+    return None, ""
+
+
+def _merge(a: Iterable[OpenDocument], b: Iterable[OpenDocument]) -> list[OpenDocument]:
+    merged = {d.id: d for d in a}
+    for d in b:
+        merged.setdefault(d.id, d)
+    return sorted(merged.values(), key=_order_key)
+
+
+class _Suggestions:
+    """Collects suggestions; per document the most confident reason wins."""
+
+    __slots__ = ("amount", "best")
+
+    def __init__(self, amount: Decimal) -> None:
+        self.amount = amount
+        self.best: dict[int, tuple[float, int, str, OpenDocument]] = {}
+
+    def add(
+        self, doc: OpenDocument, confidence: float, reason: str, amount_bonus: bool = True
+    ) -> None:
+        if amount_bonus and doc.outstanding == self.amount:
+            confidence += _AMOUNT_BONUS
+            reason += "; its outstanding amount equals the payment"
+        confidence = round(min(confidence, 0.95), 2)
+        current = self.best.get(doc.id)
+        # Ties keep the first reason added: callers add in a fixed order, so this is stable.
+        if current is None or confidence > current[0]:
+            order = len(self.best) if current is None else current[1]
+            self.best[doc.id] = (confidence, order, reason, doc)
+
+    def result(self) -> tuple[Suggestion, ...]:
+        ranked = sorted(self.best.values(), key=lambda e: (-e[0], e[3].seq, e[3].id))[
+            :MAX_SUGGESTIONS
+        ]
+        return tuple(Suggestion(e[3].id, e[0], e[2]) for e in ranked)
+
+    def __bool__(self) -> bool:
+        return bool(self.best)
+
+
+def _outgoing(payment: Payment) -> Decision:
+    amount, currency = payment.amount, _currency(payment.currency)
+    if amount == 0:
+        why = "a zero-amount payment is not a received payment; nothing to match"
+    else:
+        why = (
+            f"outgoing payment ({amount} {currency}): money leaving the account is never "
+            "matched to issued documents"
+        )
+    return Decision(MatchState.UNMATCHED, explanation=why)
+
+
+def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchConfig) -> Decision:
+    """Decide what a payment pays among `candidates` (which may include unrelated documents).
+
+    Exact references allocate automatically when they name documents unambiguously; anything
+    else becomes suggestions with reasons, or an explanation of why nothing matched.
+    """
+    amount = payment.amount
+    if amount <= 0:
+        return _outgoing(payment)
+    currency = _currency(payment.currency)
+    flags = config.flags
+    refs = _Refs(payment, flags)
+    docs = _open_documents(candidates, flags.kinds)
+    tokens = refs.tokens
+    want_number = flags.number and bool(tokens)
+    want_order = flags.order and bool(tokens)
+    want_partner = flags.partner and bool(tokens)
+    vs, ss, ks, pkey = (
+        refs.variable_symbol,
+        refs.specific_symbol,
+        refs.constant_symbol,
+        refs.payment_key,
+    )
+
+    # Verify every candidate: a store may have fetched it for a key that does not hold.
+    number_hits: dict[str, list[OpenDocument]] = {}
+    order_hits: dict[str, list[OpenDocument]] = {}
+    partner_hits: dict[str, list[OpenDocument]] = {}
+    vs_hits: list[OpenDocument] = []
+    ss_hits: list[OpenDocument] = []
+    key_hits: list[OpenDocument] = []
+    if docs:
+        token_set = frozenset(tokens)
+        for doc in docs:
+            if want_number:
+                k = normalize_reference(doc.number)
+                if k in token_set:
+                    number_hits.setdefault(k, []).append(doc)
+            if want_order and doc.order_number:
+                k = normalize_reference(doc.order_number)
+                if k in token_set:
+                    order_hits.setdefault(k, []).append(doc)
+            if want_partner and doc.partner_identifier:
+                k = normalize_reference(doc.partner_identifier)
+                if k in token_set:
+                    partner_hits.setdefault(k, []).append(doc)
+            if (
+                vs is not None
+                and doc.variable_symbol
+                and normalize_symbol(doc.variable_symbol) == vs
+            ):
+                vs_hits.append(doc)
+            if (
+                ss is not None
+                and doc.specific_symbol
+                and normalize_symbol(doc.specific_symbol) == ss
+            ):
+                ss_hits.append(doc)
+            if (
+                pkey is not None
+                and doc.payment_key
+                and normalize_reference(doc.payment_key) == pkey
+            ):
+                key_hits.append(doc)
+
+    suggestions = _Suggestions(amount)
+    text_refs: list[_Ref] = []
+    symbol_refs: list[_Ref] = []
+    partner_refs: list[_Ref] = []
+    hit_tokens: set[str] = set()
+
+    if number_hits or order_hits or partner_hits:
+        for token in tokens:
+            nums = number_hits.get(token)
+            ords = order_hits.get(token)
+            if not nums and not ords:
+                partners = partner_hits.get(token)
+                if partners:
+                    hit_tokens.add(token)
+                    label = f"partner identifier {token} in the remittance text"
+                    pool = _same_currency(partners, currency)
+                    if pool:
+                        partner_refs.append(_Ref(_K.PARTNER_IDENTIFIER, label, pool, None, ""))
+                    else:
+                        _wrong_currency(suggestions, label, partners, currency)
+                continue
+            hit_tokens.add(token)
+            same_nums = _same_currency(nums, currency) if nums else []
+            same_ords = _same_currency(ords, currency) if ords else []
+            if not same_nums and not same_ords:
+                _wrong_currency(
+                    suggestions,
+                    f"document number {token} in the remittance text",
+                    _merge(nums or (), ords or ()),
+                    currency,
+                )
+                continue
+            if not same_nums:
+                rule = _K.ORDER_NUMBER
+                pool = same_ords
+                recurring = any(d.recurring_order_number for d in pool)
+            else:
+                rule = _K.DOCUMENT_NUMBER
+                pool = _merge(same_nums, same_ords) if same_ords else same_nums
+                recurring = False
+            chosen, why = _choose(pool, amount, recurring)
+            if chosen is not None and rule is _K.DOCUMENT_NUMBER and chosen not in same_nums:
+                rule = _K.ORDER_NUMBER
+            label = (
+                f"order number {token} in the remittance text"
+                if rule is _K.ORDER_NUMBER
+                else f"document number {token} in the remittance text"
+            )
+            text_refs.append(_Ref(rule, label, pool, chosen, why))
+
+    if vs_hits or ss_hits:
+        for rule, symbol, hits in (
+            (_K.VARIABLE_SYMBOL, vs, vs_hits),
+            (_K.SPECIFIC_SYMBOL, ss, ss_hits),
+        ):
+            if not hits:
+                continue
+            label = f"{_SYMBOL_WORDS[rule]} {symbol}"
+            if ks is not None:
+                hits = _narrow_by_constant_symbol(suggestions, label, hits, ks)
+                if not hits:
+                    continue
+            pool = _same_currency(hits, currency)
+            if not pool:
+                _wrong_currency(suggestions, label, hits, currency)
+                continue
+            chosen, why = _choose(pool, amount, False)
+            symbol_refs.append(_Ref(rule, label, pool, chosen, why))
+    if key_hits:
+        label = f"payment key {pkey}"
+        pool = _same_currency(key_hits, currency)
+        if pool:
+            chosen, why = _choose(pool, amount, False)
+            symbol_refs.append(_Ref(_K.PAYMENT_KEY, label, pool, chosen, why))
+        else:
+            _wrong_currency(suggestions, label, key_hits, currency)
+
+    if text_refs or symbol_refs or partner_refs:
+        return _combine(amount, currency, text_refs, symbol_refs, partner_refs, suggestions)
+
+    _near_misses(payment, refs, docs, hit_tokens, bool(vs_hits), bool(ss_hits), flags, suggestions)
+    if suggestions:
+        found = suggestions.result()
+        more = len(found) - 1
+        explanation = "not matched automatically: " + found[0].reason
+        if more:
+            explanation += f" (and {more} more suggestion{'s' if more > 1 else ''})"
+        return Decision(MatchState.SUGGESTED, suggestions=found, explanation=explanation)
+    return Decision(MatchState.UNMATCHED, explanation=_unmatched(payment, refs, config))
+
+
+def _same_currency(pool: list[OpenDocument], currency: str) -> list[OpenDocument]:
+    return [d for d in pool if d.currency == currency or _currency(d.currency) == currency]
+
+
+def _wrong_currency(
+    suggestions: _Suggestions, label: str, pool: Iterable[OpenDocument], currency: str
+) -> None:
+    for d in pool:
+        suggestions.add(
+            d,
+            _CONF_WRONG_CURRENCY,
+            f"{label} names {_doc(d)}, but the document is in {_currency(d.currency)} "
+            f"and the payment in {currency}",
+        )
+
+
+def _narrow_by_constant_symbol(
+    suggestions: _Suggestions, label: str, hits: list[OpenDocument], ks: str
+) -> list[OpenDocument]:
+    """The constant symbol only narrows: where both sides carry one, they must agree."""
+    kept = []
+    for d in hits:
+        dks = normalize_symbol(d.constant_symbol)
+        if dks is not None and dks != ks:
+            suggestions.add(
+                d,
+                _CONF_CONSTANT_SYMBOL,
+                f"{label} names {_doc(d)}, but the constant symbol differs "
+                f"({ks} on the payment, {dks} on the document)",
+            )
+        else:
+            kept.append(d)
+    return kept
+
+
+def _amount_note(doc: OpenDocument, share: Decimal, currency: str) -> str:
+    outstanding = doc.outstanding
+    if share == outstanding:
+        return "paid in full"
+    if share < outstanding:
+        return f"{share} of {outstanding} {currency} outstanding, partially paid"
+    extra = share - outstanding
+    return f"{share} {currency}, {extra} more than the {outstanding} outstanding: overpaid"
+
+
+def _allocate(
+    amount: Decimal,
+    currency: str,
+    targets: list[tuple[OpenDocument, MatchKey]],
+    lead: str,
+) -> Decision:
+    if len(targets) == 1:
+        doc, rule = targets[0]
+        return Decision(
+            MatchState.MATCHED,
+            allocations=(AllocationPlan(doc.id, amount, rule),),
+            explanation=f"{lead} ({_amount_note(doc, amount, currency)})",
+        )
+    shares = split_amount(amount, [d.outstanding for d, _ in targets])
+    plans: list[AllocationPlan] = []
+    notes: list[str] = []
+    for (doc, rule), share in zip(targets, shares, strict=True):
+        if share > 0:
+            plans.append(AllocationPlan(doc.id, share, rule))
+            notes.append(f"{_doc(doc)}: {_amount_note(doc, share, currency)}")
+    return Decision(
+        MatchState.MATCHED, allocations=tuple(plans), explanation=f"{lead} ({'; '.join(notes)})"
+    )
+
+
+def _combine(
+    amount: Decimal,
+    currency: str,
+    text_refs: list[_Ref],
+    symbol_refs: list[_Ref],
+    partner_refs: list[_Ref],
+    suggestions: _Suggestions,
+) -> Decision:
+    """Turn the references (at least one) into an allocation or suggestions.
+
+    The text may name several documents (a split payment, in the order named). Structured
+    references (symbols, payment key) name one. Every other reference must agree with the
+    documents chosen, or nothing is applied: money is not booked on contradictory evidence.
+    """
+    refs = text_refs + symbol_refs
+    resolved = [r for r in refs if r.chosen is not None]
+    ambiguous = [r for r in refs if r.chosen is None]
+
+    targets: list[tuple[OpenDocument, _Ref]] = []
+    text_resolved = [r for r in text_refs if r.chosen is not None]
+    if text_resolved:
+        seen: set[int] = set()
+        for r in text_resolved:
+            assert r.chosen is not None
+            if r.chosen.id not in seen:
+                seen.add(r.chosen.id)
+                targets.append((r.chosen, r))
+    elif resolved:
+        first = resolved[0]
+        assert first.chosen is not None
+        targets.append((first.chosen, first))
+
+    if targets:
+        target_ids = {d.id for d, _ in targets}
+        disagreeing = [
+            r
+            for r in refs
+            if (r.chosen is not None and r.chosen.id not in target_ids)
+            or (r.chosen is None and not any(d.id in target_ids for d in r.pool))
+        ]
+        if not disagreeing:
+            if len(targets) == 1:
+                doc, ref = targets[0]
+                # The number is in the document's own name already; do not repeat it.
+                how = (
+                    "document number in the remittance text"
+                    if ref.rule is _K.DOCUMENT_NUMBER
+                    else ref.label
+                )
+                lead = f"matched {_doc(doc)} by {how}"
+                if ref.why:
+                    lead += f", {ref.why}"
+            else:
+                names = [_doc(d) for d, _ in targets]
+                named = ", ".join(names[:-1]) + " and " + names[-1]
+                lead = f"split payment: the remittance text names {named}; allocated in that order"
+            return _allocate(amount, currency, [(d, r.rule) for d, r in targets], lead)
+        return _conflict(targets, disagreeing, suggestions)
+
+    # No reference names a single document: several candidates each. Documents all of them
+    # name (narrowed by a partner identifier if that leaves any) may still settle it.
+    common = {d.id: d for d in ambiguous[0].pool} if ambiguous else {}
+    for r in ambiguous[1:]:
+        ids = {d.id for d in r.pool}
+        common = {i: d for i, d in common.items() if i in ids}
+    if ambiguous and partner_refs:
+        partner_ids = {d.id for r in partner_refs for d in r.pool}
+        narrowed = {i: d for i, d in common.items() if i in partner_ids}
+        if narrowed:
+            common = narrowed
+    if ambiguous:
+        pool = sorted(common.values(), key=_order_key)
+        chosen, why = _choose(pool, amount, False) if pool else (None, "")
+        labels = " and ".join(r.label for r in ambiguous)
+        if chosen is not None:
+            lead = f"matched {_doc(chosen)} by {labels}"
+            if len(pool) > 1:
+                lead += f", {why}"
+            elif len(ambiguous) > 1 or partner_refs:
+                lead += ", the only open document all these references name"
+            return _allocate(amount, currency, [(chosen, ambiguous[0].rule)], lead)
+        offered = pool or _merge((), (d for r in ambiguous for d in r.pool))
+        count = len(offered)
+        for d in offered:
+            suggestions.add(
+                d,
+                _CONF_AMBIGUOUS,
+                f"{labels} matches {count} open documents and not exactly one of them has "
+                f"an outstanding amount equal to the payment; {_doc(d)} is one of them",
+            )
+        shown = ", ".join(_doc(d) for d in offered[:3]) + (", …" if count > 3 else "")
+        return Decision(
+            MatchState.SUGGESTED,
+            suggestions=suggestions.result(),
+            explanation=(
+                f"not matched automatically: {labels} matches {count} open documents ({shown}) "
+                f"and not exactly one of them has an outstanding amount of {amount} {currency}"
+            ),
+        )
+
+    return _partner(amount, currency, partner_refs, suggestions)
+
+
+def _conflict(
+    targets: list[tuple[OpenDocument, _Ref]], disagreeing: list[_Ref], suggestions: _Suggestions
+) -> Decision:
+    named = "; ".join(f"{r.label} names {_doc(d)}" for d, r in targets)
+    others: list[str] = []
+    for r in disagreeing:
+        docs = [r.chosen] if r.chosen is not None else r.pool
+        others.append(f"{r.label} names {', '.join(_doc(d) for d in docs[:3])}")
+        for d in docs:
+            suggestions.add(
+                d, _CONF_CONFLICT, f"{r.label} names {_doc(d)}, other references disagree"
+            )
+    for d, r in targets:
+        suggestions.add(d, _CONF_CONFLICT, f"{r.label} names {_doc(d)}, other references disagree")
+    return Decision(
+        MatchState.SUGGESTED,
+        suggestions=suggestions.result(),
+        explanation=(
+            f"not matched automatically: the references disagree ({named}; but {'; '.join(others)})"
+        ),
+    )
+
+
+def _partner(
+    amount: Decimal, currency: str, partner_refs: list[_Ref], suggestions: _Suggestions
+) -> Decision:
+    pool = _merge((), (d for r in partner_refs for d in r.pool))
+    labels = " and ".join(r.label for r in partner_refs)
+    partners = {d.partner_id for d in pool}
+    if len(partners) > 1:
+        for d in pool:
+            suggestions.add(
+                d,
+                _CONF_AMBIGUOUS,
+                f"{labels} belongs to more than one partner; {_doc(d)} is an open document "
+                "of one of them",
+            )
+        return Decision(
+            MatchState.SUGGESTED,
+            suggestions=suggestions.result(),
+            explanation=(
+                f"not matched automatically: {labels} belongs to {len(partners)} partners"
+            ),
+        )
+    rule = _K.PARTNER_IDENTIFIER
+    equal = [d for d in pool if d.outstanding == amount]
+    if equal:
+        doc = equal[0]
+        lead = f"matched {_doc(doc)} by {labels}: the partner's open document"
+        lead += (
+            " whose outstanding amount equals the payment"
+            if len(equal) == 1
+            else f", the oldest of {len(equal)} whose outstanding amount equals the payment"
+        )
+        return _allocate(amount, currency, [(doc, rule)], lead)
+    lead = f"matched by {labels}: the partner's open documents, oldest first"
+    return _allocate(amount, currency, [(d, rule) for d in pool], lead)
+
+
+def _near_misses(
+    payment: Payment,
+    refs: _Refs,
+    docs: list[OpenDocument],
+    hit_tokens: set[str],
+    vs_hit: bool,
+    ss_hit: bool,
+    flags: _Flags,
+    suggestions: _Suggestions,
+) -> None:
+    """Suggest documents a payment almost names; none of these is ever applied.
+
+    Only references that hit nothing exactly (in any currency) are examined, so whether a
+    store fetched near-miss candidates never changes an exact decision.
+    """
+    currency = _currency(payment.currency)
+    amount = payment.amount
+    tokens = [t for t in refs.near_tokens if t not in hit_tokens]
+    fields: list[tuple[MatchKey, str]] = []
+    if flags.number:
+        fields.append((_K.DOCUMENT_NUMBER, "number"))
+    if flags.order:
+        fields.append((_K.ORDER_NUMBER, "order number"))
+    symbols: list[tuple[MatchKey, str]] = []
+    if refs.variable_symbol is not None and not vs_hit:
+        symbols.append((_K.VARIABLE_SYMBOL, refs.variable_symbol))
+    if refs.specific_symbol is not None and not ss_hit:
+        symbols.append((_K.SPECIFIC_SYMBOL, refs.specific_symbol))
+    symbols = [(k, s) for k, s in symbols if len(s) >= MIN_NEAR_LENGTH]
+    payer = normalize_name(payment.counterparty_name)
+
+    truncations: dict[str, list[tuple[OpenDocument, str]]] = {}
+    payer_docs: list[OpenDocument] = []
+    for doc in docs:
+        if _currency(doc.currency) != currency:
+            continue
+        for key, word in fields:
+            raw = doc.number if key is _K.DOCUMENT_NUMBER else doc.order_number
+            value = normalize_reference(raw)
+            # Near misses are about numbers: a value without a digit is never one.
+            if value is None or len(value) < MIN_NEAR_LENGTH - 1 or not has_digit(value):
+                continue
+            for token in tokens:
+                kind = one_edit(token, value)
+                if kind is not None:
+                    how = (
+                        "differs by " if kind in (EditKind.TYPO, EditKind.SWAPPED) else "differs: "
+                    )
+                    suggestions.add(
+                        doc,
+                        _CONF_EDIT[kind],
+                        f"{word} {token} not found; closest open {_kind(doc)} {doc.number} "
+                        f"{how}{kind.describe()}"
+                        + ("" if key is _K.DOCUMENT_NUMBER else f" (its {word} is {raw})"),
+                    )
+                elif len(value) >= MIN_NEAR_LENGTH and is_glued_in(value, token):
+                    suggestions.add(
+                        doc,
+                        _CONF_GLUED,
+                        f"{word} {token} not found; open {_kind(doc)} {doc.number} is in it, "
+                        "glued to other text (not separated by a space)"
+                        + ("" if key is _K.DOCUMENT_NUMBER else f" by its {word} {raw}"),
+                    )
+                elif is_truncation_of(token, value):
+                    truncations.setdefault(token, []).append((doc, word))
+        for key, symbol in symbols:
+            raw = doc.variable_symbol if key is _K.VARIABLE_SYMBOL else doc.specific_symbol
+            value = normalize_symbol(raw)
+            if value is None:
+                continue
+            kind = one_edit(symbol, value)
+            if kind is not None:
+                word = _SYMBOL_WORDS[key]
+                suggestions.add(
+                    doc,
+                    _CONF_EDIT[kind],
+                    f"{word} {symbol} not found; open {_doc(doc)} has {word} {value}, which "
+                    f"differs by {kind.describe('digit')}",
+                )
+        if (
+            payer is not None
+            and doc.outstanding == amount
+            and normalize_name(doc.partner_name) == payer
+        ):
+            payer_docs.append(doc)
+
+    for token, found in truncations.items():
+        # A fragment shared by many numbers ("2026-1") identifies none of them.
+        if len({d.id for d, _ in found}) > MAX_TRUNCATION_HITS:
+            continue
+        for doc, word in found:
+            suggestions.add(
+                doc,
+                _CONF_TRUNCATED,
+                f"{word} {token} not found; it is only part of the {word} of open "
+                f"{_kind(doc)} {doc.number} (incomplete number)"
+                + ("" if word == "number" else f": {normalize_reference(doc.order_number)}"),
+            )
+    if len(payer_docs) == 1:
+        doc = payer_docs[0]
+        suggestions.add(
+            doc,
+            _CONF_PAYER_AMOUNT,
+            f"no reference matched, but the payer {payment.counterparty_name} has exactly one "
+            f"open document of {amount} {currency}: {_doc(doc)}",
+            amount_bonus=False,
+        )
+
+
+def _unmatched(payment: Payment, refs: _Refs, config: MatchConfig) -> str:
+    keys = config.match_keys
+    kinds = _kinds_phrase(config.match_against)
+    parts: list[str] = []
+    if config.flags.text:
+        if not payment.remittance_information or not refs.tokens:
+            parts.append("the payment has no remittance text")
+        elif refs.near_tokens:
+            shown = ", ".join(refs.near_tokens[:3])
+            parts.append(f"{shown} in the remittance text names no open {kinds}")
+        else:
+            parts.append(f"the remittance text names no open {kinds}")
+    for key, symbol, given in (
+        (_K.VARIABLE_SYMBOL, refs.variable_symbol, payment.variable_symbol),
+        (_K.SPECIFIC_SYMBOL, refs.specific_symbol, payment.specific_symbol),
+    ):
+        if key in keys:
+            word = _SYMBOL_WORDS[key]
+            if symbol is not None:
+                parts.append(f"{word} {symbol} matches no open {kinds}")
+            elif given and given.strip():
+                parts.append(f"{word} {given.strip()!r} is not a number")
+            else:
+                parts.append(f"no {word}")
+    if _K.PAYMENT_KEY in keys:
+        if refs.payment_key is not None:
+            parts.append(f"payment key {refs.payment_key} matches no open {kinds}")
+        else:
+            parts.append("no payment key")
+    if not parts:
+        return "not matched: no match key is enabled for this connection"
+    return "not matched: " + "; ".join(parts)
+
+
+def match(
+    payment: Payment,
+    config: MatchConfig,
+    fetch: Callable[[Lookup], Iterable[OpenDocument]],
+) -> Decision:
+    """Fetch exact candidates first, and near-miss candidates only when those do not match.
+
+    Gives the same decision as one `decide` over the full lookup: near-miss documents never
+    change a match made by exact references, they only add suggestions when there is none.
+    """
+    if payment.amount <= 0:
+        return decide(payment, (), config)
+    decision = decide(payment, fetch(lookup_for(payment, config, near_misses=False)), config)
+    if decision.state is MatchState.MATCHED:
+        return decision
+    return decide(payment, fetch(lookup_for(payment, config)), config)
