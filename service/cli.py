@@ -101,7 +101,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"\nDemo tenant 'demo' is ready.\n  GraphiQL: {url}\n  Token (OWNER): {token}\n"
         f'  In GraphiQL, add the header {{"Authorization": "Bearer <token>"}}.\n'
         f"  curl: curl -s {url} -H 'Authorization: Bearer {token[:16]}...'"
-        " -H 'content-type: application/json' -d '{\"query\":\"{ viewer { tenant { name } } }\"}'\n",
+        " -H 'content-type: application/json'"
+        ' -d \'{"query":"{ viewer { tenant { name } } }"}\'\n',
         flush=True,
     )
     if args.no_serve:

@@ -120,6 +120,7 @@ async def seed_demo(pool: Pool, settings: Settings, today: date | None = None) -
     """Create or refresh the demo tenant and return an OWNER token for it."""
     async with pool.acquire() as conn:
         tenant = await tenants_store.upsert(conn, "demo", "Demo Kft.", Plan.PROFI.value)
+        assert tenant is not None
         existing = await connections_store.list_all(conn, tenant["id"])
     scope = Scope(
         tenant_id=tenant["id"],

@@ -24,7 +24,13 @@ query($n: String!) { documents(filter: {number: $n}) { edges { node {
 """
 
 
-async def _setup(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection, docs: list[dict[str, Any]], **conn: Any) -> tuple[TenantHandle, str]:
+async def _setup(
+    gql: GQL,
+    make_tenant: MakeTenant,
+    push_connection: PushConnection,
+    docs: list[dict[str, Any]],
+    **conn: Any,
+) -> tuple[TenantHandle, str]:
     t = await make_tenant()
     body = await gql(DOCS, {"i": docs}, t.token())
     assert not body.get("errors"), body
@@ -51,21 +57,45 @@ def inv(number: str, total: str = "1000", currency: str = "HUF", **extra: Any) -
     return {"kind": "INVOICE", "number": number, "total": total, "currency": currency, **extra}
 
 
-async def test_exact_number_pays_the_invoice(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection) -> None:
+async def test_exact_number_pays_the_invoice(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
     t, c = await _setup(gql, make_tenant, push_connection, [inv("E-2026-0123", "12500")])
-    [paid] = await _pay(gql, t, c, tx("p1", "12500", remittanceInformation="Számla: E-2026-0123, köszönöm"))
+    [paid] = await _pay(
+        gql, t, c, tx("p1", "12500", remittanceInformation="Számla: E-2026-0123, köszönöm")
+    )
     assert paid["matchState"] == "MATCHED"
-    assert paid["allocations"] == [{"amount": "12500.00", "rule": "DOCUMENT_NUMBER", "method": "AUTO", "document": {"number": "E-2026-0123"}}]
+    assert paid["allocations"] == [
+        {
+            "amount": "12500.00",
+            "rule": "DOCUMENT_NUMBER",
+            "method": "AUTO",
+            "document": {"number": "E-2026-0123"},
+        }
+    ]
     assert "E-2026-0123" in paid["explanation"]
     doc = await _doc(gql, t, "E-2026-0123")
-    assert (doc["paidAmount"], doc["paymentCount"], doc["fullyPaid"], doc["paymentState"]) == ("12500.00", 1, True, "PAID")
+    assert (doc["paidAmount"], doc["paymentCount"], doc["fullyPaid"], doc["paymentState"]) == (
+        "12500.00",
+        1,
+        True,
+        "PAID",
+    )
 
 
-async def test_partial_then_rest_then_overpaid(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection) -> None:
-    t, c = await _setup(gql, make_tenant, push_connection, [inv("FV1", "100.50", "CZK", variableSymbol="2026001")])
+async def test_partial_then_rest_then_overpaid(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
+    t, c = await _setup(
+        gql, make_tenant, push_connection, [inv("FV1", "100.50", "CZK", variableSymbol="2026001")]
+    )
     await _pay(gql, t, c, tx("a", "40.25", "CZK", variableSymbol="0002026001"))
     doc = await _doc(gql, t, "FV1")
-    assert (doc["paidAmount"], doc["paymentState"], doc["fullyPaid"]) == ("40.25", "PARTIALLY_PAID", False)
+    assert (doc["paidAmount"], doc["paymentState"], doc["fullyPaid"]) == (
+        "40.25",
+        "PARTIALLY_PAID",
+        False,
+    )
     await _pay(gql, t, c, tx("b", "60.25", "CZK", variableSymbol="2026001"))
     doc = await _doc(gql, t, "FV1")
     assert (doc["paidAmount"], doc["paymentCount"], doc["paymentState"]) == ("100.50", 2, "PAID")
@@ -74,7 +104,9 @@ async def test_partial_then_rest_then_overpaid(gql: GQL, make_tenant: MakeTenant
     assert third["matchState"] != "MATCHED"
 
 
-async def test_typo_is_only_suggested_with_a_reason(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection) -> None:
+async def test_typo_is_only_suggested_with_a_reason(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
     t, c = await _setup(gql, make_tenant, push_connection, [inv("E-2026-0132", "5000")])
     [p] = await _pay(gql, t, c, tx("t", "5000", remittanceInformation="E-2026-0123"))
     assert p["matchState"] == "SUGGESTED" and p["allocations"] == []

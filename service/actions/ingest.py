@@ -53,8 +53,12 @@ async def store_transactions(
     await matching_store.lock_tenant(conn, tenant_id)
     new = await transactions_store.insert_many(conn, tenant_id, connection_id, records)
     await events_store.append_many(
-        conn, tenant_id,
-        [{"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": connection_id} for r in new],
+        conn,
+        tenant_id,
+        [
+            {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": connection_id}
+            for r in new
+        ],
     )
     outcome = await match_payments(conn, tenant_id, new, {connection_id: config_of(connection)})
     if new:

@@ -29,7 +29,14 @@ from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
 
-__all__ = ["MatchOutcome", "config_of", "document_events", "match_payments", "open_document", "payment_of"]
+__all__ = [
+    "MatchOutcome",
+    "config_of",
+    "document_events",
+    "match_payments",
+    "open_document",
+    "payment_of",
+]
 
 _DOCUMENT_EVENT = {
     PaymentState.PAID: "DOCUMENT_PAID",
@@ -89,13 +96,19 @@ def open_document(row: Mapping[str, Any]) -> OpenDocument:
     )
 
 
-def document_events(rows: Sequence[Mapping[str, Any]], transaction_id: int | None = None) -> list[dict[str, Any]]:
+def document_events(
+    rows: Sequence[Mapping[str, Any]], transaction_id: int | None = None
+) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         state = payment_state(row["total"], row["paid_amount"])
         if state in _DOCUMENT_EVENT:
             out.append(
-                {"type": _DOCUMENT_EVENT[state], "document_id": row["id"], "transaction_id": transaction_id}
+                {
+                    "type": _DOCUMENT_EVENT[state],
+                    "document_id": row["id"],
+                    "transaction_id": transaction_id,
+                }
             )
     return out
 
@@ -132,7 +145,9 @@ async def match_payments(
             outcome.decisions[row["id"]] = decision
 
     if pending:
-        fetched = await matching_store.candidates(conn, tenant_id, [p[3] for p in pending], near=True)
+        fetched = await matching_store.candidates(
+            conn, tenant_id, [p[3] for p in pending], near=True
+        )
         for doc in fetched:
             if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
                 index.add(open_document(doc))
@@ -147,7 +162,11 @@ async def match_payments(
 
 
 async def _book(
-    conn: Connection, tenant_id: int, transactions: Sequence[Record], outcome: MatchOutcome, actor: str | None
+    conn: Connection,
+    tenant_id: int,
+    transactions: Sequence[Record],
+    outcome: MatchOutcome,
+    actor: str | None,
 ) -> None:
     allocations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []

@@ -6,21 +6,29 @@ from enum import Enum
 
 import strawberry
 
-from ..auth import Plan as _Plan
-from ..auth import Role as _Role
-from ..domain import models
+from ..auth import Plan, Role
+from ..domain.models import DocumentKind, MatchKey, MatchMethod, MatchState, PaymentState
 
-Role = strawberry.enum(_Role, name="Role")
-Plan = strawberry.enum(_Plan, name="Plan")
-DocumentKind = strawberry.enum(models.DocumentKind, name="DocumentKind")
-PaymentState = strawberry.enum(models.PaymentState, name="PaymentState")
-MatchKey = strawberry.enum(
-    models.MatchKey,
-    name="MatchKey",
-    description="Which reference on a payment may identify a document.",
-)
-MatchState = strawberry.enum(models.MatchState, name="MatchState")
-MatchMethod = strawberry.enum(models.MatchMethod, name="MatchMethod")
+__all__ = [
+    "ConnectionStatus",
+    "ConsentStatus",
+    "DocumentKind",
+    "MatchKey",
+    "MatchMethod",
+    "MatchState",
+    "PaymentEventType",
+    "PaymentState",
+    "Plan",
+    "Provider",
+    "Role",
+    "StatementFormat",
+    "SyncStatus",
+]
+
+# The domain's own enums are the GraphQL enums; registering them names them in the schema.
+for _enum in (Role, Plan, DocumentKind, PaymentState, MatchState, MatchMethod):
+    strawberry.enum(_enum)
+strawberry.enum(MatchKey, description="Which reference on a payment may identify a document.")
 
 
 @strawberry.enum

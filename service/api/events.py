@@ -18,7 +18,10 @@ __all__ = ["PaymentEvent", "PaymentEventConnection", "PaymentEventEdge"]
 @strawberry.type
 class PaymentEvent:
     cursor: str = strawberry.field(
-        description="Opaque, strictly increasing position in the tenant's event stream; pass it as `after` to resume."
+        description=(
+            "Opaque, strictly increasing position in the tenant's event stream; pass it as "
+            "`after` to resume."
+        )
     )
     type: PaymentEventType
     occurred_at: datetime

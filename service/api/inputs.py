@@ -103,7 +103,10 @@ class ConnectBankSyncInput:
     name: str | None = None
     settings: JSON = strawberry.field(
         default_factory=dict,
-        description="Provider-specific settings (tokens, merchant ids, API base URL for sandboxes). Stored encrypted, never returned.",
+        description=(
+            "Provider-specific settings (tokens, merchant ids, API base URL for sandboxes). "
+            "Stored encrypted, never returned."
+        ),
     )
     poll_interval_seconds: int | None = None
     match_against: list[DocumentKind] | None = None

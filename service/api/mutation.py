@@ -143,7 +143,9 @@ class Mutation:
 
     @strawberry.mutation(
         extensions=MANAGES_CONNECTIONS(),
-        description="Called after the user returns from the bank; checks the consent with the bank.",
+        description=(
+            "Called after the user returns from the bank; checks the consent with the bank."
+        ),
     )
     async def complete_consent(self, info: Info, connection_id: strawberry.ID) -> BankConnection:
         scope = await info.context.scope()
@@ -204,7 +206,10 @@ class Mutation:
 
     @strawberry.mutation(
         extensions=BANK_DATA(),
-        description="For PUSH connections: partner systems deliver payments themselves. Idempotent on providerTransactionId.",
+        description=(
+            "For PUSH connections: partner systems deliver payments themselves. Idempotent on "
+            "providerTransactionId."
+        ),
     )
     async def ingest_transactions(
         self, info: Info, connection_id: strawberry.ID, input: list[TransactionInput]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
@@ -13,7 +14,10 @@ __all__ = ["BANK_DATA", "MANAGES_CONNECTIONS", "ManagesConnections", "SeesBankDa
 
 
 class SeesBankData(BasePermission):
-    message = "bank data (transactions, connections, allocations' payments, sync runs, events) is visible to OWNER, ADMIN and ACCOUNTANT only"
+    message = (
+        "bank data (transactions, connections, allocations' payments, sync runs, events) is "
+        "visible to OWNER, ADMIN and ACCOUNTANT only"
+    )
     error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 - strawberry reads it as a class attribute
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
@@ -21,7 +25,7 @@ class SeesBankData(BasePermission):
         return bool(scope.sees_bank_data)
 
 
-def BANK_DATA() -> list[PermissionExtension]:
+def BANK_DATA() -> list[FieldExtension]:
     """A fresh extension list for each field that shows bank data."""
     return [PermissionExtension(permissions=[SeesBankData()])]
 
@@ -36,5 +40,5 @@ class ManagesConnections(SeesBankData):
         return scope.role in CONNECTION_ADMIN_ROLES
 
 
-def MANAGES_CONNECTIONS() -> list[PermissionExtension]:
+def MANAGES_CONNECTIONS() -> list[FieldExtension]:
     return [PermissionExtension(permissions=[ManagesConnections()])]

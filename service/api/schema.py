@@ -86,7 +86,10 @@ def _with_code(error: GraphQLError) -> GraphQLError:
 class Subscription:
     @strawberry.subscription(
         extensions=BANK_DATA(),
-        description="Live stream of the tenant's events; with `after`, first replays everything after that cursor, with no gap and no duplicate.",
+        description=(
+            "Live stream of the tenant's events; with `after`, first replays everything after "
+            "that cursor, with no gap and no duplicate."
+        ),
     )
     async def payment_events(
         self, info: Info, after: str | None = None, types: list[PaymentEventType] | None = None

@@ -73,7 +73,10 @@ class Partner:
     id: strawberry.ID
     name: str
     identifier: str | None = strawberry.field(
-        description="Constant identifier the partner writes into the remittance text (e.g. a membership card number)."
+        description=(
+            "Constant identifier the partner writes into the remittance text (e.g. a "
+            "membership card number)."
+        )
     )
     tax_number: str | None
     external_id: str | None
@@ -98,13 +101,18 @@ class Document:
     )
     order_number: str | None
     recurring_order_number: bool = strawberry.field(
-        description="When true, every new payment carrying orderNumber pays the oldest unpaid document with it."
+        description=(
+            "When true, every new payment carrying orderNumber pays the oldest unpaid document "
+            "with it."
+        )
     )
     variable_symbol: str | None
     specific_symbol: str | None
     constant_symbol: str | None
     payment_key: str | None = strawberry.field(
-        description="Gateway payment id/key stored on the document (Comgate transId, GoPay payment id)."
+        description=(
+            "Gateway payment id/key stored on the document (Comgate transId, GoPay payment id)."
+        )
     )
     issue_date: date | None
     due_date: date | None

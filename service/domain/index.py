@@ -10,7 +10,7 @@ strings, and normalized keys reuse the document's own string objects when they a
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import TypeVar
@@ -298,51 +298,69 @@ class DocumentIndex:
 
     def candidates(self, lookup: Lookup) -> list[OpenDocument]:
         """Documents that may match the lookup (a superset; `decide` verifies each)."""
+        postings: list[_Posting] = []
+        add = postings.append
+        number, order, partner = self._number, self._order, self._partner
+        for token in lookup.tokens:
+            # Membership first: most tokens are words that name nothing.
+            if token in number:
+                add(number[token])
+            if token in order:
+                add(order[token])
+            if token in partner:
+                add(partner[token])
+        if lookup.variable_symbol is not None and lookup.variable_symbol in self._vs:
+            add(self._vs[lookup.variable_symbol])
+        if lookup.specific_symbol is not None and lookup.specific_symbol in self._ss:
+            add(self._ss[lookup.specific_symbol])
+        if lookup.payment_key is not None and lookup.payment_key in self._key:
+            add(self._key[lookup.payment_key])
+        if lookup.near_misses:
+            self._near_postings(lookup, add)
+        docs = self._docs
+        if len(postings) == 1 and isinstance(postings[0], int):
+            found = docs.get(postings[0])
+            return [found] if found is not None else []
         ids: dict[int, None] = {}
-
-        def take(posting: _Posting | None) -> None:
-            if posting is None:
-                return
+        for posting in postings:
             if isinstance(posting, int):
                 ids[posting] = None
             else:
                 ids.update(dict.fromkeys(posting))
-
-        number, order, partner = self._number, self._order, self._partner
-        for token in lookup.tokens:
-            take(number.get(token))
-            take(order.get(token))
-            take(partner.get(token))
-        if lookup.variable_symbol is not None:
-            take(self._vs.get(lookup.variable_symbol))
-        if lookup.specific_symbol is not None:
-            take(self._ss.get(lookup.specific_symbol))
-        if lookup.payment_key is not None:
-            take(self._key.get(lookup.payment_key))
-        if lookup.near_misses:
-            for part in lookup.glued:
-                take(number.get(part))
-                take(order.get(part))
-            for fragment in lookup.prefixes:
-                for key in self._scan(self._forward, fragment):
-                    take(number.get(key))
-                    take(order.get(key))
-                for key in self._scan(self._backward, fragment[::-1]):
-                    key = key[::-1]
-                    take(number.get(key))
-                    take(order.get(key))
-            vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
-            for key in lookup.fuzzy:
-                take(fuzzy.get(_hash(key)))
-                # A payment value one character too long: its deletion is the exact value.
-                take(number.get(key))
-                take(order.get(key))
-                take(vs.get(key))
-                take(ss.get(key))
-            if lookup.counterparty_name is not None and lookup.amount is not None:
-                take(self._payer.get(_payer_hash(lookup.counterparty_name, lookup.amount)))
-        docs = self._docs
         return [docs[i] for i in ids if i in docs]
+
+    def _near_postings(self, lookup: Lookup, add: Callable[[_Posting], None]) -> None:
+        number, order = self._number, self._order
+        for part in lookup.glued:
+            if part in number:
+                add(number[part])
+            if part in order:
+                add(order[part])
+        for fragment in lookup.prefixes:
+            for key in self._scan(self._forward, fragment):
+                if key in number:
+                    add(number[key])
+                if key in order:
+                    add(order[key])
+            for key in self._scan(self._backward, fragment[::-1]):
+                key = key[::-1]
+                if key in number:
+                    add(number[key])
+                if key in order:
+                    add(order[key])
+        vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
+        for key in lookup.fuzzy:
+            h = _hash(key)
+            if h in fuzzy:
+                add(fuzzy[h])
+            # A payment value one character too long: one of its deletions is the exact value.
+            for exact in (number, order, vs, ss):
+                if key in exact:
+                    add(exact[key])
+        if lookup.counterparty_name is not None and lookup.amount is not None:
+            h = _payer_hash(lookup.counterparty_name, lookup.amount)
+            if h in self._payer:
+                add(self._payer[h])
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""

@@ -8,7 +8,7 @@ freely. The rules are those of DESIGN.md, "Matching rules".
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
@@ -218,6 +218,51 @@ class Lookup:
     amount: Decimal | None = None
 
 
+# A frozen dataclass's __init__ pays an object.__setattr__ call per field. On the per-payment
+# hot path (exact lookups, matched decisions) the slots are set directly instead: the objects
+# are the same in every respect (equality, hashing, immutability afterwards).
+_new = object.__new__
+_L = tuple(Lookup.__dict__[f.name].__set__ for f in fields(Lookup))
+_D = tuple(Decision.__dict__[f.name].__set__ for f in fields(Decision))
+_A = tuple(AllocationPlan.__dict__[f.name].__set__ for f in fields(AllocationPlan))
+
+
+def _exact_lookup(refs: _Refs) -> Lookup:
+    lookup: Lookup = _new(Lookup)
+    tokens, vs, ss, ks, key, near, glued, prefixes, fuzzy, name, amount = _L
+    tokens(lookup, refs.tokens)
+    vs(lookup, refs.variable_symbol)
+    ss(lookup, refs.specific_symbol)
+    ks(lookup, refs.constant_symbol)
+    key(lookup, refs.payment_key)
+    near(lookup, False)
+    glued(lookup, ())
+    prefixes(lookup, ())
+    fuzzy(lookup, ())
+    name(lookup, None)
+    amount(lookup, None)
+    return lookup
+
+
+def _matched(allocations: tuple[AllocationPlan, ...], explanation: str) -> Decision:
+    decision: Decision = _new(Decision)
+    set_state, set_allocations, set_suggestions, set_explanation = _D
+    set_state(decision, MatchState.MATCHED)
+    set_allocations(decision, allocations)
+    set_suggestions(decision, ())
+    set_explanation(decision, explanation)
+    return decision
+
+
+def _plan(document_id: int, amount: Decimal, rule: MatchKey) -> AllocationPlan:
+    plan: AllocationPlan = _new(AllocationPlan)
+    set_id, set_amount, set_rule = _A
+    set_id(plan, document_id)
+    set_amount(plan, amount)
+    set_rule(plan, rule)
+    return plan
+
+
 class _Refs:
     """A payment's references, normalized once, limited to what the enabled keys use."""
 
@@ -258,15 +303,12 @@ def lookup_for(payment: Payment, config: MatchConfig, *, near_misses: bool = Tru
     """The keys to fetch candidates for; with `near_misses=False` only the exact ones."""
     if payment.amount <= 0:
         return Lookup()  # outgoing payments are never matched: nothing to fetch
-    refs = _Refs(payment, config.flags)
+    return _lookup(payment, _Refs(payment, config.flags), near_misses)
+
+
+def _lookup(payment: Payment, refs: _Refs, near_misses: bool) -> Lookup:
     if not near_misses:
-        return Lookup(
-            tokens=refs.tokens,
-            variable_symbol=refs.variable_symbol,
-            specific_symbol=refs.specific_symbol,
-            constant_symbol=refs.constant_symbol,
-            payment_key=refs.payment_key,
-        )
+        return _exact_lookup(refs)
     glued: dict[str, None] = {}
     fuzzy: dict[str, None] = {}
     for token in refs.near_tokens:
@@ -458,12 +500,17 @@ def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchCo
     Exact references allocate automatically when they name documents unambiguously; anything
     else becomes suggestions with reasons, or an explanation of why nothing matched.
     """
-    amount = payment.amount
-    if amount <= 0:
+    if payment.amount <= 0:
         return _outgoing(payment)
+    return _decide(payment, candidates, config, _Refs(payment, config.flags))
+
+
+def _decide(
+    payment: Payment, candidates: Iterable[OpenDocument], config: MatchConfig, refs: _Refs
+) -> Decision:
+    amount = payment.amount
     currency = _currency(payment.currency)
     flags = config.flags
-    refs = _Refs(payment, flags)
     docs = _open_documents(candidates, flags.kinds)
     tokens = refs.tokens
     want_number = flags.number and bool(tokens)
@@ -524,7 +571,10 @@ def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchCo
     hit_tokens: set[str] = set()
 
     if number_hits or order_hits or partner_hits:
+        named = number_hits.keys() | order_hits.keys() | partner_hits.keys()
         for token in tokens:
+            if token not in named:
+                continue
             nums = number_hits.get(token)
             ords = order_hits.get(token)
             if not nums and not ords:
@@ -661,21 +711,24 @@ def _allocate(
 ) -> Decision:
     if len(targets) == 1:
         doc, rule = targets[0]
-        return Decision(
-            MatchState.MATCHED,
-            allocations=(AllocationPlan(doc.id, amount, rule),),
-            explanation=f"{lead} ({_amount_note(doc, amount, currency)})",
+        return _matched(
+            (_plan(doc.id, amount, rule),), f"{lead} ({_amount_note(doc, amount, currency)})"
         )
     shares = split_amount(amount, [d.outstanding for d, _ in targets])
     plans: list[AllocationPlan] = []
     notes: list[str] = []
     for (doc, rule), share in zip(targets, shares, strict=True):
         if share > 0:
-            plans.append(AllocationPlan(doc.id, share, rule))
+            plans.append(_plan(doc.id, share, rule))
             notes.append(f"{_doc(doc)}: {_amount_note(doc, share, currency)}")
-    return Decision(
-        MatchState.MATCHED, allocations=tuple(plans), explanation=f"{lead} ({'; '.join(notes)})"
-    )
+    return _matched(tuple(plans), f"{lead} ({'; '.join(notes)})")
+
+
+def _lead(doc: OpenDocument, ref: _Ref) -> str:
+    # The number is in the document's own name already; do not repeat it.
+    how = "document number in the remittance text" if ref.rule is _K.DOCUMENT_NUMBER else ref.label
+    lead = f"matched {_doc(doc)} by {how}"
+    return f"{lead}, {ref.why}" if ref.why else lead
 
 
 def _combine(
@@ -693,6 +746,11 @@ def _combine(
     documents chosen, or nothing is applied: money is not booked on contradictory evidence.
     """
     refs = text_refs + symbol_refs
+    if len(refs) == 1 and not partner_refs:
+        # The usual case: one reference naming one document.
+        only, chosen = refs[0], refs[0].chosen
+        if chosen is not None:
+            return _allocate(amount, currency, [(chosen, only.rule)], _lead(chosen, only))
     resolved = [r for r in refs if r.chosen is not None]
     ambiguous = [r for r in refs if r.chosen is None]
 
@@ -720,16 +778,7 @@ def _combine(
         ]
         if not disagreeing:
             if len(targets) == 1:
-                doc, ref = targets[0]
-                # The number is in the document's own name already; do not repeat it.
-                how = (
-                    "document number in the remittance text"
-                    if ref.rule is _K.DOCUMENT_NUMBER
-                    else ref.label
-                )
-                lead = f"matched {_doc(doc)} by {how}"
-                if ref.why:
-                    lead += f", {ref.why}"
+                lead = _lead(*targets[0])
             else:
                 names = [_doc(d) for d, _ in targets]
                 named = ", ".join(names[:-1]) + " and " + names[-1]
@@ -994,8 +1043,9 @@ def match(
     change a match made by exact references, they only add suggestions when there is none.
     """
     if payment.amount <= 0:
-        return decide(payment, (), config)
-    decision = decide(payment, fetch(lookup_for(payment, config, near_misses=False)), config)
+        return _outgoing(payment)
+    refs = _Refs(payment, config.flags)
+    decision = _decide(payment, fetch(_lookup(payment, refs, False)), config, refs)
     if decision.state is MatchState.MATCHED:
         return decision
-    return decide(payment, fetch(lookup_for(payment, config)), config)
+    return _decide(payment, fetch(_lookup(payment, refs, True)), config, refs)

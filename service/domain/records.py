@@ -190,7 +190,7 @@ def check_document(index: int, raw: Mapping[str, Any]) -> dict[str, Any] | list[
     vs = c.symbol("variable_symbol")
     ss = c.symbol("specific_symbol")
     payment_key = c.text("payment_key")
-    out = {
+    out: dict[str, Any] = {
         "kind": str(kind) if kind is not None else None,
         "number": number,
         "number_norm": normalize_reference(number),

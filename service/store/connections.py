@@ -10,7 +10,8 @@ from asyncpg import Connection, Record
 __all__ = ["by_id", "by_ids", "create", "list_all", "set_settings", "update"]
 
 # Columns the API may read; the encrypted settings never leave this module unless asked for.
-_PUBLIC = """id, tenant_id, provider, name, status, poll_interval_seconds, match_against, match_keys,
+_PUBLIC = """id, tenant_id, provider, name, status, poll_interval_seconds, match_against,
+    match_keys,
     consent_status, consent_valid_until, consent_reference, last_sync_at, last_error, created_at,
     updated_at, disconnected_at"""
 

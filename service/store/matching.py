@@ -20,17 +20,23 @@ from documents d left join partners p on p.id = d.partner_id
 """
 
 # Exact keys: each arm is an equality on an indexed, normalized column of open documents.
-_EXACT = _SELECT + """
+_EXACT = (
+    _SELECT
+    + """
 where d.tenant_id = $1 and d.paid_amount < d.total and (
     d.number_norm = any($2::text[]) or d.order_number_norm = any($2::text[])
-    or d.partner_id in (select id from partners where tenant_id = $1 and identifier_norm = any($2::text[]))
+    or d.partner_id in (select id from partners
+                        where tenant_id = $1 and identifier_norm = any($2::text[]))
     or d.variable_symbol_norm = any($3::text[]) or d.specific_symbol_norm = any($4::text[])
     or d.payment_key_norm = any($5::text[]))
 """
+)
 
 # Near misses: glued and one-edit-away references, truncated numbers (prefix or suffix range
 # scans, each bounded), and documents of a named payer whose outstanding equals the amount.
-_NEAR = _SELECT + """
+_NEAR = (
+    _SELECT
+    + """
 where d.tenant_id = $1 and d.paid_amount < d.total and (
     d.number_norm = any($2::text[]) or d.order_number_norm = any($2::text[])
     or d.fuzzy_keys && $3::text[]
@@ -49,9 +55,11 @@ where d.tenant_id = $1 and d.paid_amount < d.total and (
               and reverse(number_norm) ~>=~ reverse(q.f)
               and reverse(number_norm) ~<~ (reverse(q.f) || chr(1114111))
             order by reverse(number_norm) limit $7) x)
-    or (d.partner_id in (select id from partners where tenant_id = $1 and name_norm = any($5::text[]))
+    or (d.partner_id in (select id from partners
+                         where tenant_id = $1 and name_norm = any($5::text[]))
         and d.total - d.paid_amount = any($6::numeric[])))
 """
+)
 _PREFIX_FETCH = 48
 # Two-key advisory lock space: (this constant, tenant id).
 _MATCH_LOCK = 0x6D617463
@@ -63,7 +71,9 @@ async def lock_tenant(conn: Connection, tenant_id: int) -> None:
     A payment and a document that arrive at the same moment would otherwise each miss the
     other; under this lock the later one always sees the earlier one.
     """
-    await conn.execute("select pg_advisory_xact_lock($1::int, $2::int)", _MATCH_LOCK, tenant_id & 0x7FFFFFFF)
+    await conn.execute(
+        "select pg_advisory_xact_lock($1::int, $2::int)", _MATCH_LOCK, tenant_id & 0x7FFFFFFF
+    )
 
 
 def _union(values: Iterable[str | None]) -> list[str]:
@@ -98,7 +108,9 @@ async def candidates(
     return list(await conn.fetch(_NEAR, tenant_id, *args, _PREFIX_FETCH))
 
 
-async def recompute_paid(conn: Connection, tenant_id: int, document_ids: Sequence[int]) -> list[Record]:
+async def recompute_paid(
+    conn: Connection, tenant_id: int, document_ids: Sequence[int]
+) -> list[Record]:
     """Set paid amount and payment count from the active allocations; returns the new rows.
 
     Derived from the allocations rather than incremented, so a reversal or a retry can never
