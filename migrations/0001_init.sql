@@ -138,6 +138,10 @@ create table transactions (
     -- [{document_id, confidence, reason}], rewritten whenever the payment is re-examined
     suggestions              jsonb not null default '[]',
     ignored_reason           text,
+    -- false once a person matched, unmatched or ignored it: automatic re-matching keeps off
+    auto_match               boolean not null default true,
+    decided_by               text,
+    decided_at               timestamptz,
     received_at              timestamptz not null default now(),
     updated_at               timestamptz not null default now(),
     unique (connection_id, provider_transaction_id),
@@ -147,7 +151,7 @@ create table transactions (
 create index transactions_list on transactions (tenant_id, id);
 create index transactions_connection on transactions (tenant_id, connection_id, id);
 create index transactions_open on transactions (tenant_id, received_at)
-    where match_state in ('UNMATCHED', 'SUGGESTED');
+    where match_state in ('UNMATCHED', 'SUGGESTED') and auto_match and amount > 0;
 create index transactions_booking on transactions (tenant_id, booking_date);
 
 create table allocations (

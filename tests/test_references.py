@@ -35,7 +35,7 @@ from service.domain.references import (
         ("e-abc-2026-123", ["E-ABC-2026-123"]),
         # brackets, quotes, hash, exclamation, semicolon and comma split
         ("(E-1)[E-2]{E-3}", ["E-1", "E-2", "E-3"]),
-        ('"E-2026-5" \'E-2026-6\'', ["E-2026-5", "E-2026-6"]),
+        ("\"E-2026-5\" 'E-2026-6'", ["E-2026-5", "E-2026-6"]),
         ("#E-2026-7!", ["E-2026-7"]),
         ("E-1,E-2;E-3:E-4", ["E-1", "E-2", "E-3", "E-4"]),
         # `-`, `/` and `_` are part of a token

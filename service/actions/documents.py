@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncpg import Pool
@@ -10,7 +11,9 @@ from asyncpg import Pool
 from ..domain.records import RecordProblem, check_document, check_partner
 from ..errors import BadUserInput
 from ..store import documents as documents_store
+from ..store import matching as matching_store
 from ..store import partners as partners_store
+from .matching import rematch_for_documents
 from .results import BatchResult
 from .scope import Scope
 
@@ -62,7 +65,12 @@ async def upsert_partners(
 
 
 async def upsert_documents(
-    pool: Pool, scope: Scope, items: Sequence[dict[str, Any]], *, max_batch: int
+    pool: Pool,
+    scope: Scope,
+    items: Sequence[dict[str, Any]],
+    *,
+    max_batch: int,
+    rematch_window_days: int = 90,
 ) -> BatchResult:
     _check_batch_size(items, max_batch)
     result = BatchResult()
@@ -77,6 +85,7 @@ async def upsert_documents(
     if not checked:
         return result
     async with pool.acquire() as conn, conn.transaction():
+        await matching_store.lock_tenant(conn, scope.tenant_id)
         wanted = sorted({r["partner_external_id"] for _, r in checked if r["partner_external_id"]})
         partner_ids = await partners_store.ids_by_external_id(conn, scope.tenant_id, wanted)
         rows = []
@@ -94,6 +103,14 @@ async def upsert_documents(
                 continue
             row["partner_id"] = partner_ids.get(ext) if ext else None
             rows.append(row)
-        if rows:
-            result.rows = await documents_store.upsert_many(conn, scope.tenant_id, rows)
+        if not rows:
+            return result
+        upserted = await documents_store.upsert_many(conn, scope.tenant_id, rows)
+        since = datetime.now(UTC) - timedelta(days=rematch_window_days)
+        outcome = await rematch_for_documents(
+            conn, scope.tenant_id, [r["id"] for r in upserted], since
+        )
+        # Show the documents as they are after the payments that were waiting for them.
+        paid = {r["id"]: r for r in outcome.documents}
+        result.rows = [paid.get(r["id"], r) for r in upserted]
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from asyncpg import Connection, Record
@@ -25,6 +26,7 @@ from ..domain.models import (
     payment_state,
 )
 from ..store import allocations as allocations_store
+from ..store import connections as connections_store
 from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
@@ -210,3 +212,44 @@ async def _book(
         for doc in outcome.documents:
             events.extend(document_events([doc], touched[doc["id"]]))
     await events_store.append_many(conn, tenant_id, events)
+
+
+async def rematch_for_documents(
+    conn: Connection,
+    tenant_id: int,
+    document_ids: Sequence[int],
+    since: datetime,
+    *,
+    limit: int = 5000,
+) -> MatchOutcome:
+    """Payments that arrived before their document: match the ones that now name it exactly.
+
+    Only recent unmatched or suggested payments are looked at (a bounded window), and each
+    is first probed against an index of just the new documents, so the cost follows the
+    window, not the number of documents the tenant has.
+    """
+    fresh = DocumentIndex(
+        open_document(r) for r in await matching_store.open_documents(conn, tenant_id, document_ids)
+    )
+    if not len(fresh):
+        return MatchOutcome()
+    waiting = await transactions_store.open_for_rematch(conn, tenant_id, since, limit)
+    if not waiting:
+        return MatchOutcome()
+    connections = {
+        r["id"]: config_of(r)
+        for r in await connections_store.by_ids(
+            conn, tenant_id, sorted({t["connection_id"] for t in waiting})
+        )
+    }
+    hits = [
+        t
+        for t in waiting
+        if fresh.candidates(
+            lookup_for(payment_of(t), connections[t["connection_id"]], near_misses=False)
+        )
+    ]
+    if not hits:
+        return MatchOutcome()
+    hits.sort(key=lambda t: t["id"])  # oldest payment first, as if they had arrived in order
+    return await match_payments(conn, tenant_id, hits, connections)

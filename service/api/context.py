@@ -152,3 +152,15 @@ class Context:
     @property
     def allocations_by_transaction(self) -> ListLoader:
         return self._by_parent("alloc_tx", allocations_store.by_transaction_ids, "transaction_id")
+
+    @property
+    def allocation_history_by_transaction(self) -> ListLoader:
+        return self._by_parent(
+            "alloc_tx_all", allocations_store.history_by_transaction_ids, "transaction_id"
+        )
+
+    @property
+    def allocation_history_by_document(self) -> ListLoader:
+        return self._by_parent(
+            "alloc_doc_all", allocations_store.history_by_document_ids, "document_id"
+        )

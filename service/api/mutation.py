@@ -12,6 +12,7 @@ from strawberry.types import Info
 from ..actions import connections as connection_actions
 from ..actions import documents as document_actions
 from ..actions import ingest as ingest_actions
+from ..actions import manual as manual_actions
 from ..domain.records import RecordProblem
 from ..errors import NotFound, ServiceError
 from .enums import StatementFormat
@@ -123,6 +124,7 @@ class Mutation:
             scope,
             [as_record(i) for i in input],
             max_batch=info.context.settings.max_batch_size,
+            rematch_window_days=info.context.settings.rematch_window_days,
         )
         return UpsertDocumentsPayload(
             documents=[Document.from_row(r) for r in result.rows],
@@ -243,14 +245,29 @@ class Mutation:
     async def match_transaction(
         self, info: Info, transaction_id: strawberry.ID, allocations: list[AllocationInput]
     ) -> Transaction:
-        raise NotAvailableYet("manual matching is not available yet in this version")
+        scope = await info.context.scope()
+        row = await manual_actions.match_transaction(
+            info.context.pool,
+            scope,
+            _id(transaction_id, "transaction"),
+            [(parse_id(a.document_id), a.amount) for a in allocations],
+        )
+        return Transaction.from_row(row)
 
     @strawberry.mutation(extensions=BANK_DATA())
     async def unmatch_transaction(self, info: Info, transaction_id: strawberry.ID) -> Transaction:
-        raise NotAvailableYet("manual matching is not available yet in this version")
+        scope = await info.context.scope()
+        row = await manual_actions.unmatch_transaction(
+            info.context.pool, scope, _id(transaction_id, "transaction")
+        )
+        return Transaction.from_row(row)
 
     @strawberry.mutation(extensions=BANK_DATA())
     async def ignore_transaction(
         self, info: Info, transaction_id: strawberry.ID, reason: str | None = None
     ) -> Transaction:
-        raise NotAvailableYet("manual matching is not available yet in this version")
+        scope = await info.context.scope()
+        row = await manual_actions.ignore_transaction(
+            info.context.pool, scope, _id(transaction_id, "transaction"), reason
+        )
+        return Transaction.from_row(row)

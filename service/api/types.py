@@ -137,6 +137,11 @@ class Document:
         rows = await info.context.allocations_by_document.load(int(self.id))
         return [Allocation.from_row(r) for r in rows]
 
+    @strawberry.field(description="Every allocation ever made, reversed ones included.")
+    async def allocation_history(self, info: Info) -> list[Allocation]:
+        rows = await info.context.allocation_history_by_document.load(int(self.id))
+        return [Allocation.from_row(r) for r in rows]
+
     @classmethod
     def from_row(cls, row: Record) -> Document:
         total, paid, currency = row["total"], row["paid_amount"], row["currency"]
@@ -220,6 +225,7 @@ class Allocation:
     reversed_at: datetime | None = strawberry.field(
         description="Set when an unmatch reversed this allocation; the row stays as history."
     )
+    reversed_by: str | None
     transaction_id: strawberry.Private[int]
     document_id: strawberry.Private[int]
 
@@ -243,6 +249,7 @@ class Allocation:
             created_at=row["created_at"],
             created_by=row["created_by"],
             reversed_at=row["reversed_at"],
+            reversed_by=row["reversed_by"],
             transaction_id=row["transaction_id"],
             document_id=row["document_id"],
         )
@@ -282,6 +289,11 @@ class Transaction:
     match_state: MatchState
     explanation: str | None = strawberry.field(description="Why it matched, or why it did not.")
     received_at: datetime
+    decided_by: str | None = strawberry.field(
+        description="Who matched, unmatched or ignored the payment by hand."
+    )
+    decided_at: datetime | None
+    ignored_reason: str | None
     connection_id: strawberry.Private[int]
     suggestion_rows: strawberry.Private[list[dict[str, Any]]]
 
@@ -293,6 +305,11 @@ class Transaction:
     @strawberry.field
     async def allocations(self, info: Info) -> list[Allocation]:
         rows = await info.context.allocations_by_transaction.load(int(self.id))
+        return [Allocation.from_row(r) for r in rows]
+
+    @strawberry.field(description="Every allocation ever made, reversed ones included.")
+    async def allocation_history(self, info: Info) -> list[Allocation]:
+        rows = await info.context.allocation_history_by_transaction.load(int(self.id))
         return [Allocation.from_row(r) for r in rows]
 
     @strawberry.field
@@ -326,6 +343,9 @@ class Transaction:
             match_state=MatchState(row["match_state"]),
             explanation=row["explanation"],
             received_at=row["received_at"],
+            decided_by=row["decided_by"],
+            decided_at=row["decided_at"],
+            ignored_reason=row["ignored_reason"],
             connection_id=row["connection_id"],
             suggestion_rows=list(row["suggestions"] or []),
         )

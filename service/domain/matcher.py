@@ -108,6 +108,15 @@ _KIND_WORDS = {
     DocumentKind.PROFORMA: ("proforma invoice", "proforma invoices"),
     DocumentKind.ORDER: ("order", "orders"),
 }
+_KEY_WORDS = {
+    _K.DOCUMENT_NUMBER: "document number",
+    _K.ORDER_NUMBER: "order number",
+    _K.PARTNER_IDENTIFIER: "partner identifier",
+    _K.VARIABLE_SYMBOL: "variable symbol",
+    _K.SPECIFIC_SYMBOL: "specific symbol",
+    _K.CONSTANT_SYMBOL: "constant symbol",
+    _K.PAYMENT_KEY: "payment key",
+}
 _SYMBOL_WORDS = {
     _K.VARIABLE_SYMBOL: "variable symbol",
     _K.SPECIFIC_SYMBOL: "specific symbol",
@@ -808,22 +817,40 @@ def _combine(
             elif len(ambiguous) > 1 or partner_refs:
                 lead += ", the only open document all these references name"
             return _allocate(amount, currency, [(chosen, ambiguous[0].rule)], lead)
-        offered = pool or _merge((), (d for r in ambiguous for d in r.pool))
-        count = len(offered)
-        for d in offered:
+        if not pool:
+            # Each reference names several documents, but no document is named by all.
+            parts = "; ".join(
+                f"{r.label} names {', '.join(_doc(d) for d in r.pool[:3])}" for r in ambiguous
+            )
+            for r in ambiguous:
+                for d in r.pool:
+                    suggestions.add(
+                        d, _CONF_CONFLICT, f"{r.label} names {_doc(d)}, other references disagree"
+                    )
+            return Decision(
+                MatchState.SUGGESTED,
+                suggestions=suggestions.result(),
+                explanation=f"not matched automatically: the references disagree ({parts})",
+            )
+        count = len(pool)
+        equal = sum(1 for d in pool if d.outstanding == amount)
+        verb = "matches" if len(ambiguous) == 1 else "match"
+        how = "none of them has" if equal == 0 else f"{equal} of them have"
+        for d in pool:
             suggestions.add(
                 d,
                 _CONF_AMBIGUOUS,
-                f"{labels} matches {count} open documents and not exactly one of them has "
-                f"an outstanding amount equal to the payment; {_doc(d)} is one of them",
+                f"{labels} {verb} {count} open documents, {_doc(d)} among them, and {how} an "
+                "outstanding amount equal to the payment",
+                amount_bonus=False,
             )
-        shown = ", ".join(_doc(d) for d in offered[:3]) + (", …" if count > 3 else "")
+        shown = ", ".join(_doc(d) for d in pool[:3]) + (", …" if count > 3 else "")
         return Decision(
             MatchState.SUGGESTED,
             suggestions=suggestions.result(),
             explanation=(
-                f"not matched automatically: {labels} matches {count} open documents ({shown}) "
-                f"and not exactly one of them has an outstanding amount of {amount} {currency}"
+                f"not matched automatically: {labels} {verb} {count} open documents ({shown}) "
+                f"and {how} an outstanding amount of {amount} {currency}"
             ),
         )
 
@@ -989,10 +1016,11 @@ def _near_misses(
             )
     if len(payer_docs) == 1:
         doc = payer_docs[0]
+        payer_shown = " ".join((payment.counterparty_name or "").split())
         suggestions.add(
             doc,
             _CONF_PAYER_AMOUNT,
-            f"no reference matched, but the payer {payment.counterparty_name} has exactly one "
+            f"no reference matched, but the payer {payer_shown} has exactly one "
             f"open document of {amount} {currency}: {_doc(doc)}",
             amount_bonus=False,
         )
@@ -1029,7 +1057,12 @@ def _unmatched(payment: Payment, refs: _Refs, config: MatchConfig) -> str:
             parts.append("no payment key")
     if not parts:
         return "not matched: no match key is enabled for this connection"
-    return "not matched: " + "; ".join(parts)
+    return (
+        "not matched: "
+        + "; ".join(parts)
+        + f" (this connection matches {kinds} by "
+        + (", ".join(_KEY_WORDS[k] for k in MatchKey if k in keys) + ")")
+    )
 
 
 def match(

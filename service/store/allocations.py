@@ -8,7 +8,14 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-__all__ = ["by_document_ids", "by_transaction_ids", "insert_many", "reverse_for_transaction"]
+__all__ = [
+    "by_document_ids",
+    "by_transaction_ids",
+    "history_by_document_ids",
+    "history_by_transaction_ids",
+    "insert_many",
+    "reverse_for_transaction",
+]
 
 
 async def insert_many(
@@ -73,3 +80,15 @@ async def reverse_for_transaction(
             by,
         )
     )
+
+
+async def history_by_transaction_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int]
+) -> list[Record]:
+    return await by_transaction_ids(conn, tenant_id, ids, include_reversed=True)
+
+
+async def history_by_document_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int]
+) -> list[Record]:
+    return await by_document_ids(conn, tenant_id, ids, include_reversed=True)

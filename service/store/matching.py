@@ -9,7 +9,7 @@ from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
 
-__all__ = ["candidates", "lock_tenant", "recompute_paid"]
+__all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
 
 _SELECT = """
 select d.id, d.kind, d.number, d.total, d.paid_amount, d.currency, d.order_number,
@@ -133,5 +133,17 @@ async def recompute_paid(
             """,
             tenant_id,
             sorted(set(document_ids)),
+        )
+    )
+
+
+async def open_documents(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:
+    """The given documents that are still open, with what the matcher needs of their partner."""
+    return list(
+        await conn.fetch(
+            _SELECT
+            + "where d.tenant_id = $1 and d.id = any($2::bigint[]) and d.paid_amount < d.total",
+            tenant_id,
+            list(ids),
         )
     )

@@ -7,7 +7,16 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-__all__ = ["by_ids", "by_provider_ids", "count", "insert_many", "list_page", "set_match_result"]
+__all__ = [
+    "by_ids",
+    "by_provider_ids",
+    "count",
+    "insert_many",
+    "list_page",
+    "open_for_rematch",
+    "set_decision",
+    "set_match_result",
+]
 
 _COLUMNS = [
     "provider_transaction_id",
@@ -148,4 +157,53 @@ async def set_match_result(
         """,
         tenant_id,
         list(rows),
+    )
+
+
+async def open_for_rematch(
+    conn: Connection, tenant_id: int, since: Any, limit: int
+) -> list[Record]:
+    """Recent incoming payments still unmatched or only suggested, newest first, that no
+    person has decided on (those stay as the person left them)."""
+    return list(
+        await conn.fetch(
+            """
+            select t.* from transactions t
+            join bank_connections c on c.id = t.connection_id
+            where t.tenant_id = $1 and t.match_state in ('UNMATCHED', 'SUGGESTED')
+              and t.auto_match and t.amount > 0 and t.received_at >= $2
+              and c.status <> 'DISCONNECTED'
+            order by t.received_at desc limit $3
+            """,
+            tenant_id,
+            since,
+            limit,
+        )
+    )
+
+
+async def set_decision(
+    conn: Connection,
+    tenant_id: int,
+    transaction_id: int,
+    *,
+    state: str,
+    explanation: str,
+    by: str,
+    ignored_reason: str | None = None,
+) -> Record | None:
+    """Record a person's decision; automatic matching leaves the payment alone afterwards."""
+    return await conn.fetchrow(
+        """
+        update transactions set match_state = $3, explanation = $4, decided_by = $5,
+            decided_at = now(), ignored_reason = $6, auto_match = false, suggestions = '[]',
+            updated_at = now()
+        where tenant_id = $1 and id = $2 returning *
+        """,
+        tenant_id,
+        transaction_id,
+        state,
+        explanation,
+        by,
+        ignored_reason,
     )

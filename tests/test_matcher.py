@@ -1,0 +1,711 @@
+"""Every matching decision of DESIGN.md, through the in-memory index and `decide` (no database).
+
+Each case is run twice: through `DocumentIndex.match` (exact lookups first, then near misses)
+and through `decide` over all documents, and both must agree, so the index never loses a
+candidate the rules would use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+
+from service.domain.index import DocumentIndex
+from service.domain.matcher import (
+    DEFAULT_MATCH_KEYS,
+    MAX_TOKENS,
+    Decision,
+    MatchConfig,
+    apply_allocations,
+    decide,
+    default_config,
+    lookup_for,
+    split_amount,
+)
+from service.domain.models import (
+    DocumentKind,
+    MatchKey,
+    MatchState,
+    OpenDocument,
+    Payment,
+    PaymentState,
+    payment_state,
+)
+
+INV, PRO, ORD = DocumentKind.INVOICE, DocumentKind.PROFORMA, DocumentKind.ORDER
+K = MatchKey
+BROAD = MatchConfig()
+KH = default_config("KH_BANK")
+FIO = default_config("FIO")
+CS = default_config("CESKA_SPORITELNA")
+COMGATE = default_config("COMGATE")
+GPWEBPAY = default_config("GPWEBPAY")
+
+
+def doc(
+    id: int,
+    number: str,
+    total: str,
+    paid: str = "0",
+    currency: str = "HUF",
+    kind: DocumentKind = INV,
+    **references: object,
+) -> OpenDocument:
+    """A document whose age (seq) is its id unless given."""
+    seq = references.pop("seq", id)
+    assert isinstance(seq, int)
+    return OpenDocument(
+        id=id,
+        seq=seq,
+        kind=kind,
+        number=number,
+        total=Decimal(total),
+        paid=Decimal(paid),
+        currency=currency,
+        **references,  # type: ignore[arg-type]
+    )
+
+
+def pay(amount: str, text: str | None = None, currency: str = "HUF", **refs: str) -> Payment:
+    return Payment(amount=Decimal(amount), currency=currency, remittance_information=text, **refs)
+
+
+def run(docs: list[OpenDocument], payment: Payment, config: MatchConfig = BROAD) -> Decision:
+    by_index = DocumentIndex(docs).match(payment, config)
+    brute = decide(payment, docs, config)
+    assert by_index == brute
+    # the order of candidates never matters
+    assert decide(payment, list(reversed(docs)), config) == brute
+    return brute
+
+
+@dataclass
+class Case:
+    id: str
+    docs: list[OpenDocument]
+    payment: Payment
+    state: MatchState
+    allocations: list[tuple[int, str, MatchKey]] = field(default_factory=list)
+    suggested: list[int] = field(default_factory=list)
+    explains: list[str] = field(default_factory=list)
+    config: MatchConfig = BROAD
+
+
+CASES = [
+    # --- one unambiguous exact hit: allocated automatically, rule recorded ---------------
+    Case(
+        "document number",
+        [doc(1, "E-2026-0001", "1000"), doc(2, "E-2026-0002", "1000")],
+        pay("1000", "Számla E-2026-0001, köszönöm"),
+        MatchState.MATCHED,
+        [(1, "1000", K.DOCUMENT_NUMBER)],
+        explains=["matched invoice E-2026-0001 by document number in the remittance text"],
+        config=KH,
+    ),
+    Case(
+        "document number, case and trailing dot",
+        [doc(1, "E-ABC-2026-7", "500")],
+        pay("500", "fizetve: e-abc-2026-7."),
+        MatchState.MATCHED,
+        [(1, "500", K.DOCUMENT_NUMBER)],
+    ),
+    Case(
+        "document number in brackets and quotes",
+        [doc(1, "E-2026-5", "10"), doc(2, "E-2026-6", "10")],
+        pay("10", '("E-2026-6")'),
+        MatchState.MATCHED,
+        [(2, "10", K.DOCUMENT_NUMBER)],
+    ),
+    Case(
+        "variable symbol, leading zeros do not count",
+        [doc(1, "2026001", "1250.50", "0", "CZK", variable_symbol="0002026001")],
+        pay("1250.50", None, "CZK", variable_symbol="2026001"),
+        MatchState.MATCHED,
+        [(1, "1250.50", K.VARIABLE_SYMBOL)],
+        explains=["by variable symbol 2026001"],
+        config=FIO,
+    ),
+    Case(
+        "specific symbol",
+        [doc(1, "FV-1", "300", "0", "CZK", specific_symbol="777")],
+        pay("300", None, "CZK", specific_symbol="0777"),
+        MatchState.MATCHED,
+        [(1, "300", K.SPECIFIC_SYMBOL)],
+        config=FIO,
+    ),
+    Case(
+        "payment key",
+        [doc(1, "OBJ-1", "99", "0", "CZK", ORD, payment_key="AB12-CD34-EF56")],
+        pay("99", None, "CZK", payment_key="ab12-cd34-ef56"),
+        MatchState.MATCHED,
+        [(1, "99", K.PAYMENT_KEY)],
+        config=COMGATE,
+    ),
+    Case(
+        "order number",
+        [doc(1, "INV-9", "99", "0", "CZK", ORD, order_number="10077")],
+        pay("99", "10077", "CZK"),
+        MatchState.MATCHED,
+        [(1, "99", K.ORDER_NUMBER)],
+        explains=["by order number 10077"],
+        config=GPWEBPAY,
+    ),
+    # --- several candidates for one reference ---------------------------------------------
+    Case(
+        "several candidates, exactly one with outstanding equal to the amount",
+        [doc(1, "2026-7", "100", kind=INV), doc(2, "2026-7", "250", kind=PRO)],
+        pay("250", "2026-7"),
+        MatchState.MATCHED,
+        [(2, "250", K.DOCUMENT_NUMBER)],
+        explains=["the only one of 2 open documents", "equals the payment"],
+    ),
+    Case(
+        "several candidates, none with the amount: suggestions only",
+        [doc(1, "2026-7", "100", kind=INV), doc(2, "2026-7", "250", kind=PRO)],
+        pay("180", "2026-7"),
+        MatchState.SUGGESTED,
+        suggested=[1, 2],
+        explains=["matches 2 open documents", "none of them has an outstanding amount of 180"],
+    ),
+    Case(
+        "several candidates, more than one with the amount: suggestions only",
+        [doc(1, "2026-7", "100", kind=INV), doc(2, "2026-7", "100", kind=PRO)],
+        pay("100", "2026-7"),
+        MatchState.SUGGESTED,
+        suggested=[1, 2],
+    ),
+    Case(
+        "variable symbol on two documents, narrowed by the one with the amount",
+        [
+            doc(1, "A-1", "100", "0", "CZK", variable_symbol="55"),
+            doc(2, "A-2", "200", "0", "CZK", variable_symbol="55"),
+        ],
+        pay("200", None, "CZK", variable_symbol="55"),
+        MatchState.MATCHED,
+        [(2, "200", K.VARIABLE_SYMBOL)],
+        config=FIO,
+    ),
+    # --- split payments, in the order named --------------------------------------------------
+    Case(
+        "split payment, exact",
+        [doc(1, "E-1001", "100"), doc(2, "E-1002", "200"), doc(3, "E-1003", "400")],
+        pay("300", "E-1002 és E-1001"),
+        MatchState.MATCHED,
+        [(2, "200", K.DOCUMENT_NUMBER), (1, "100", K.DOCUMENT_NUMBER)],
+        explains=["split payment", "invoice E-1002 and invoice E-1001"],
+    ),
+    Case(
+        "split payment, remainder to the last named (overpaid)",
+        [doc(1, "E-1001", "100"), doc(2, "E-1002", "200")],
+        pay("350", "E-1001, E-1002"),
+        MatchState.MATCHED,
+        [(1, "100", K.DOCUMENT_NUMBER), (2, "250", K.DOCUMENT_NUMBER)],
+        explains=["overpaid"],
+    ),
+    Case(
+        "split payment, too little for all: the last named gets nothing",
+        [doc(1, "E-1001", "100", "40"), doc(2, "E-1002", "200")],
+        pay("50", "E-1001 E-1002"),
+        MatchState.MATCHED,
+        [(1, "50", K.DOCUMENT_NUMBER)],
+        explains=["partially paid"],
+    ),
+    Case(
+        "the same document named twice is not a split",
+        [doc(1, "E-1001", "100")],
+        pay("100", "E-1001 E-1001", variable_symbol="1001"),
+        MatchState.MATCHED,
+        [(1, "100", K.DOCUMENT_NUMBER)],
+    ),
+    # --- currency, direction, amounts ---------------------------------------------------------
+    Case(
+        "different currency is only a suggestion naming both currencies",
+        [doc(1, "E-2026-0009", "100", "0", "EUR")],
+        pay("100", "E-2026-0009", "HUF"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["in EUR", "in HUF"],
+    ),
+    Case(
+        "same number in two currencies: the payment's currency wins",
+        [doc(1, "E-9", "100", "0", "EUR"), doc(2, "E-9", "100", "0", "HUF", kind=PRO)],
+        pay("100", "E-9", "HUF"),
+        MatchState.MATCHED,
+        [(2, "100", K.DOCUMENT_NUMBER)],
+    ),
+    Case(
+        "outgoing payment is never matched",
+        [doc(1, "E-2026-0001", "1000")],
+        pay("-1000", "E-2026-0001"),
+        MatchState.UNMATCHED,
+        explains=["outgoing payment"],
+    ),
+    Case(
+        "zero amount is never matched",
+        [doc(1, "E-2026-0001", "1000")],
+        pay("0", "E-2026-0001"),
+        MatchState.UNMATCHED,
+        explains=["zero-amount"],
+    ),
+    Case(
+        "HUF whole amounts equal however written",
+        [doc(1, "E-7", "12500", kind=INV), doc(2, "E-7", "9000", kind=PRO)],
+        pay("12500.00", "E-7"),
+        MatchState.MATCHED,
+        [(1, "12500.00", K.DOCUMENT_NUMBER)],
+    ),
+    Case(
+        "CZK with haléře must be exact",
+        [
+            doc(1, "A-1", "1250.50", "0", "CZK", variable_symbol="8"),
+            doc(2, "A-2", "1250.51", "0", "CZK", variable_symbol="8"),
+        ],
+        pay("1250.5", None, "CZK", variable_symbol="8"),
+        MatchState.MATCHED,
+        [(1, "1250.5", K.VARIABLE_SYMBOL)],
+        config=FIO,
+    ),
+    # --- keys and kinds the connection does not use --------------------------------------------
+    Case(
+        "a key the connection does not enable never matches",
+        [doc(1, "E-2026-0001", "1000", variable_symbol="1")],
+        pay("1000", "E-2026-0001"),
+        MatchState.UNMATCHED,
+        explains=["no variable symbol"],
+        config=FIO,
+    ),
+    Case(
+        "a kind the connection does not match against is invisible",
+        [doc(1, "D-2026-1", "100", kind=PRO)],
+        pay("100", "D-2026-1"),
+        MatchState.UNMATCHED,
+        explains=["names no open invoices"],
+        config=MatchConfig(frozenset({INV}), KH.match_keys),
+    ),
+    Case(
+        "fully paid documents are not open",
+        [doc(1, "E-2026-0001", "1000", "1000")],
+        pay("1000", "E-2026-0001"),
+        MatchState.UNMATCHED,
+    ),
+    # --- whole tokens only ----------------------------------------------------------------------
+    Case(
+        "E-2026-12 is not inside E-2026-123",
+        [doc(1, "E-2026-12", "100")],
+        pay("100", "E-2026-123"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["one character too many"],
+    ),
+    Case(
+        "E-2026-123 is not E-2026-12 plus text",
+        [doc(1, "E-2026-12", "100"), doc(2, "E-2026-123", "100")],
+        pay("100", "E-2026-123"),
+        MatchState.MATCHED,
+        [(2, "100", K.DOCUMENT_NUMBER)],
+    ),
+    # --- near misses: suggested with a reason, never applied --------------------------------
+    Case(
+        "typo",
+        [doc(1, "E-2026-0123", "100"), doc(2, "E-2026-0500", "100")],
+        pay("100", "E-2026-0124"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=[
+            "number E-2026-0124 not found; closest open invoice E-2026-0123 differs by a typo"
+        ],
+    ),
+    Case(
+        "swapped characters",
+        [doc(1, "E-2026-0132", "100")],
+        pay("90", "E-2026-0123"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=[
+            "number E-2026-0123 not found; closest open invoice E-2026-0132 differs by "
+            "two swapped characters"
+        ],
+    ),
+    Case(
+        "one character missing",
+        [doc(1, "E-2026-0123", "100")],
+        pay("100", "E-2026-023"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["one character missing"],
+    ),
+    Case(
+        "number glued to the text (seed: not separated by a space)",
+        [doc(1, "E-2026-123", "100"), doc(2, "E-2026-12", "100")],
+        pay("100", "E-2026-123befizetes"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["E-2026-123 is in it, glued to other text"],
+    ),
+    Case(
+        "truncated number (seed: not the whole number)",
+        [doc(1, "E-ABC-2026-123", "100"), doc(2, "E-ABC-2026-124", "100")],
+        pay("100", "utalas 2026-123"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["only part of the number of open invoice E-ABC-2026-123"],
+    ),
+    Case(
+        "a fragment many numbers share is no suggestion",
+        [doc(i, f"E-ABC-2026-{i}", "100") for i in range(1, 9)],
+        pay("100", "ABC-2026"),
+        MatchState.UNMATCHED,
+        explains=["ABC-2026 in the remittance text names no open"],
+    ),
+    Case(
+        "variable symbol with a wrong digit",
+        [doc(1, "A-1", "100", "0", "CZK", variable_symbol="20260132")],
+        pay("100", None, "CZK", variable_symbol="20260123"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["variable symbol 20260123 not found", "two swapped digits"],
+        config=FIO,
+    ),
+    Case(
+        "amount equal to one open document of the payer",
+        [
+            doc(1, "E-1", "100", partner_name="Kovács Kft."),
+            doc(2, "E-2", "250", partner_name="Kovács Kft."),
+            doc(3, "E-3", "250", partner_name="Other Zrt."),
+        ],
+        Payment(Decimal("250"), "HUF", "havi díj", counterparty_name="KOVÁCS  KFT."),
+        MatchState.SUGGESTED,
+        suggested=[2],
+        explains=["the payer KOVÁCS KFT. has exactly one open document of 250 HUF"],
+    ),
+    Case(
+        "amount equal to two open documents of the payer: no suggestion",
+        [
+            doc(1, "E-1", "250", partner_name="Kovács Kft."),
+            doc(2, "E-2", "250", partner_name="Kovács Kft."),
+        ],
+        Payment(Decimal("250"), "HUF", "havi díj", counterparty_name="Kovács Kft."),
+        MatchState.UNMATCHED,
+    ),
+    Case(
+        "nothing at all",
+        [doc(1, "E-1", "100")],
+        pay("100"),
+        MatchState.UNMATCHED,
+        explains=["no remittance text"],
+        config=KH,
+    ),
+    # --- constant symbol only narrows -----------------------------------------------------------
+    Case(
+        "constant symbol narrows two variable-symbol hits to one",
+        [
+            doc(1, "A-1", "100", "0", "CZK", variable_symbol="5", constant_symbol="0308"),
+            doc(2, "A-2", "100", "0", "CZK", variable_symbol="5", constant_symbol="0558"),
+        ],
+        pay("100", None, "CZK", variable_symbol="5", constant_symbol="558"),
+        MatchState.MATCHED,
+        [(2, "100", K.VARIABLE_SYMBOL)],
+        config=CS,
+    ),
+    Case(
+        "a constant symbol that disagrees blocks the match",
+        [doc(1, "A-1", "100", "0", "CZK", variable_symbol="5", constant_symbol="0308")],
+        pay("100", None, "CZK", variable_symbol="5", constant_symbol="0558"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["constant symbol differs (558 on the payment, 308 on the document)"],
+        config=CS,
+    ),
+    Case(
+        "a document without a constant symbol is not excluded",
+        [doc(1, "A-1", "100", "0", "CZK", variable_symbol="5")],
+        pay("100", None, "CZK", variable_symbol="5", constant_symbol="0558"),
+        MatchState.MATCHED,
+        [(1, "100", K.VARIABLE_SYMBOL)],
+        config=CS,
+    ),
+    Case(
+        "the constant symbol alone never matches",
+        [doc(1, "A-1", "100", "0", "CZK", constant_symbol="0308")],
+        pay("100", None, "CZK", constant_symbol="0308"),
+        MatchState.UNMATCHED,
+        config=CS,
+    ),
+    # --- order numbers ---------------------------------------------------------------------------
+    Case(
+        "recurring order number pays the oldest open document carrying it",
+        [
+            doc(3, "E-3", "50", order_number="CARD-77", recurring_order_number=True),
+            doc(1, "E-1", "50", order_number="CARD-77", recurring_order_number=True),
+            doc(2, "E-2", "50", order_number="CARD-77", recurring_order_number=True),
+        ],
+        pay("50", "tagsagi dij CARD-77"),
+        MatchState.MATCHED,
+        [(1, "50", K.ORDER_NUMBER)],
+        explains=["the oldest of 3 open documents carrying this recurring order number"],
+        config=KH,
+    ),
+    Case(
+        "order number without recurring must be unambiguous",
+        [
+            doc(1, "E-1", "50", order_number="ORD-5"),
+            doc(2, "E-2", "60", order_number="ORD-5"),
+        ],
+        pay("55", "ORD-5"),
+        MatchState.SUGGESTED,
+        suggested=[1, 2],
+        config=KH,
+    ),
+    # --- partner identifier ----------------------------------------------------------------------
+    Case(
+        "partner identifier prefers the document whose outstanding equals the payment",
+        [
+            doc(1, "E-1", "100", partner_id=7, partner_identifier="TAG-0042"),
+            doc(2, "E-2", "80", partner_id=7, partner_identifier="TAG-0042"),
+            doc(3, "E-3", "80", partner_id=8, partner_identifier="TAG-0043"),
+        ],
+        pay("80", "TAG-0042 havi"),
+        MatchState.MATCHED,
+        [(2, "80", K.PARTNER_IDENTIFIER)],
+        config=KH,
+    ),
+    Case(
+        "partner identifier otherwise pays the oldest open documents first",
+        [
+            doc(2, "E-2", "100", partner_id=7, partner_identifier="TAG-0042"),
+            doc(1, "E-1", "100", "60", partner_id=7, partner_identifier="TAG-0042"),
+        ],
+        pay("70", "TAG-0042"),
+        MatchState.MATCHED,
+        [(1, "40", K.PARTNER_IDENTIFIER), (2, "30", K.PARTNER_IDENTIFIER)],
+        explains=["oldest first"],
+        config=KH,
+    ),
+    Case(
+        "an explicit document number wins over the partner identifier",
+        [
+            doc(1, "E-1", "100", partner_id=7, partner_identifier="TAG-0042"),
+            doc(2, "E-2", "100", partner_id=7, partner_identifier="TAG-0042"),
+        ],
+        pay("100", "TAG-0042 E-2"),
+        MatchState.MATCHED,
+        [(2, "100", K.DOCUMENT_NUMBER)],
+        config=KH,
+    ),
+    # --- several references ------------------------------------------------------------------
+    Case(
+        "references that agree",
+        [doc(1, "2026001", "100", "0", "CZK", variable_symbol="2026001")],
+        pay("100", "faktura 2026001", "CZK", variable_symbol="2026001"),
+        MatchState.MATCHED,
+        [(1, "100", K.DOCUMENT_NUMBER)],
+    ),
+    Case(
+        "references that disagree: nothing applied",
+        [
+            doc(1, "FV-1", "100", "0", "CZK", variable_symbol="111"),
+            doc(2, "FV-2", "100", "0", "CZK", variable_symbol="222"),
+        ],
+        pay("100", "FV-1", "CZK", variable_symbol="222"),
+        MatchState.SUGGESTED,
+        suggested=[1, 2],
+        explains=["the references disagree"],
+    ),
+    Case(
+        "two ambiguous references settle on the one document both name",
+        [
+            doc(1, "A-1", "100", "0", "CZK", variable_symbol="5", specific_symbol="9"),
+            doc(2, "A-2", "100", "0", "CZK", variable_symbol="5", specific_symbol="8"),
+            doc(3, "A-3", "100", "0", "CZK", variable_symbol="6", specific_symbol="8"),
+        ],
+        pay("100", None, "CZK", variable_symbol="5", specific_symbol="8"),
+        MatchState.MATCHED,
+        [(2, "100", K.VARIABLE_SYMBOL)],
+        config=FIO,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decision(case: Case) -> None:
+    decision = run(case.docs, case.payment, case.config)
+    assert decision.state is case.state, decision.explanation
+    assert [(a.document_id, a.amount, a.rule) for a in decision.allocations] == [
+        (i, Decimal(amount), rule) for i, amount, rule in case.allocations
+    ]
+    assert sorted(s.document_id for s in decision.suggestions) == sorted(case.suggested)
+    for words in case.explains:
+        assert words in decision.explanation
+    for suggestion in decision.suggestions:
+        assert 0 < suggestion.confidence <= 1
+        assert suggestion.reason
+    if decision.allocations:
+        assert sum(a.amount for a in decision.allocations) == case.payment.amount
+    assert decision.explanation
+
+
+@pytest.mark.parametrize(
+    ("amount", "state"),
+    [
+        ("400", PaymentState.PARTIALLY_PAID),
+        ("1000", PaymentState.PAID),
+        ("1000.00", PaymentState.PAID),
+        ("1200", PaymentState.OVERPAID),
+    ],
+)
+def test_paid_state_after_allocation(amount: str, state: PaymentState) -> None:
+    invoice = doc(1, "E-2026-0001", "1000")
+    decision = run([invoice], pay(amount, "E-2026-0001"))
+    assert decision.state is MatchState.MATCHED
+    paid = invoice.paid + sum(a.amount for a in decision.allocations)
+    assert payment_state(invoice.total, paid) is state
+
+
+def test_partial_payments_add_up_in_the_index() -> None:
+    index = DocumentIndex([doc(1, "E-2026-0001", "1000")])
+    first = index.match(pay("600", "E-2026-0001"), BROAD)
+    index.apply(first)
+    remaining = index.get(1)
+    assert remaining is not None and remaining.paid == Decimal("600")
+    second = index.match(pay("400", "E-2026-0001"), BROAD)
+    assert [a.amount for a in second.allocations] == [Decimal("400")]
+    index.apply(second)
+    assert index.get(1) is None  # fully paid: no longer open
+    third = index.match(pay("400", "E-2026-0001"), BROAD)
+    assert third.state is MatchState.UNMATCHED
+
+
+def test_recurring_order_number_pays_oldest_first_payment_after_payment() -> None:
+    docs = [
+        doc(i, f"E-{i}", "50", order_number="CARD-77", recurring_order_number=True)
+        for i in (3, 1, 2)
+    ]
+    index = DocumentIndex(docs)
+    paid = []
+    for _ in range(3):
+        decision = index.match(pay("50", "CARD-77"), KH)
+        paid.append(decision.allocations[0].document_id)
+        index.apply(decision)
+    assert paid == [1, 2, 3]
+
+
+def test_document_arriving_after_its_payment_is_matched_when_added() -> None:
+    index = DocumentIndex([doc(1, "E-1", "100")])
+    payment = pay("250", "E-2026-0777")
+    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
+    index.add(doc(2, "E-2026-0777", "250"))
+    decision = index.match(payment, BROAD)
+    assert decision.state is MatchState.MATCHED
+    assert decision.allocations[0].document_id == 2
+
+
+def test_removed_and_replaced_documents_leave_no_trace() -> None:
+    index = DocumentIndex([doc(1, "E-2026-0777", "250", variable_symbol="777")])
+    index.add(doc(1, "E-2026-0888", "250", variable_symbol="888"))  # same id: replaced
+    assert index.match(pay("250", "E-2026-0777"), BROAD).state is MatchState.UNMATCHED
+    assert index.match(pay("250", "E-2026-0888"), BROAD).state is MatchState.MATCHED
+    assert index.remove(1) is not None
+    assert len(index) == 0
+    assert index.match(pay("250", "E-2026-0888"), BROAD).state is MatchState.UNMATCHED
+    assert index.candidates(lookup_for(pay("250", "E-2026-0887 E-2026-088"), BROAD)) == []
+
+
+def test_decide_does_not_trust_candidates() -> None:
+    """A store may over-fetch; unrelated candidates must not be matched."""
+    unrelated = [doc(i, f"X-{i}", "100", variable_symbol=str(i)) for i in range(1, 50)]
+    decision = decide(pay("100", "E-2026-0001", variable_symbol="999"), unrelated, BROAD)
+    assert decision.state is MatchState.UNMATCHED
+    assert decision.allocations == ()
+
+
+def test_hostile_remittance_text_is_bounded() -> None:
+    text = " ".join(f"{i:064d}" for i in range(10_000)) + "x" * 100_000
+    lookup = lookup_for(pay("100", text), BROAD)
+    assert len(lookup.tokens) <= MAX_TOKENS
+    assert all(len(t) <= 64 for t in lookup.tokens)
+    assert len(lookup.fuzzy) <= 8 * 65 + 2 * 11
+    assert len(lookup.glued) <= 8 * 2 * 64
+    decision = run([doc(1, "E-1", "100")], pay("100", text))
+    assert decision.state is MatchState.UNMATCHED
+
+
+def test_lookup_holds_only_what_enabled_keys_need() -> None:
+    payment = Payment(
+        Decimal("10"),
+        "CZK",
+        "faktura 2026-0001",
+        variable_symbol="001",
+        specific_symbol="2",
+        constant_symbol="0308",
+        payment_key="K1",
+        counterparty_name="  Jan   Novák ",
+    )
+    fio = lookup_for(payment, FIO)
+    assert fio.tokens == () and fio.glued == () and fio.prefixes == ()
+    assert (fio.variable_symbol, fio.specific_symbol, fio.payment_key) == ("1", "2", None)
+    broad = lookup_for(payment, BROAD)
+    assert broad.tokens == ("FAKTURA", "2026-0001")
+    assert broad.prefixes == ("2026-0001",)
+    assert "2026-001" in broad.fuzzy and "2026-0001" in broad.fuzzy
+    assert (broad.constant_symbol, broad.payment_key) == ("308", "K1")
+    assert broad.counterparty_name == "JAN NOVÁK"
+    exact = lookup_for(payment, BROAD, near_misses=False)
+    assert exact.fuzzy == () and exact.glued == () and not exact.near_misses
+    assert lookup_for(pay("-5", "E-1"), BROAD).tokens == ()
+
+
+@pytest.mark.parametrize(
+    ("provider", "keys"),
+    [
+        ("FIO", {K.VARIABLE_SYMBOL, K.SPECIFIC_SYMBOL}),
+        ("CESKA_SPORITELNA", {K.VARIABLE_SYMBOL, K.SPECIFIC_SYMBOL, K.CONSTANT_SYMBOL}),
+        ("GOPAY", {K.VARIABLE_SYMBOL}),
+        ("COMGATE", {K.PAYMENT_KEY}),
+        ("GPWEBPAY", {K.ORDER_NUMBER}),
+        ("CSOB_BBF", {K.VARIABLE_SYMBOL, K.DOCUMENT_NUMBER}),
+        ("KH_BANK", {K.DOCUMENT_NUMBER, K.ORDER_NUMBER, K.PARTNER_IDENTIFIER}),
+        ("PUSH", set(MatchKey)),
+        ("SANDBOX", set(MatchKey)),
+        ("STATEMENT_FILE", set(MatchKey)),
+        ("BYZNYS_WEB", set(MatchKey)),
+    ],
+)
+def test_default_match_keys(provider: str, keys: set[MatchKey]) -> None:
+    assert DEFAULT_MATCH_KEYS[provider] == keys
+    config = default_config(provider)
+    assert config.match_keys == keys
+    assert config.match_against == frozenset(DocumentKind)
+
+
+def test_config_accepts_names() -> None:
+    config = MatchConfig(frozenset({"INVOICE"}), frozenset({"VARIABLE_SYMBOL"}))  # type: ignore[arg-type]
+    assert config == MatchConfig(frozenset({INV}), frozenset({K.VARIABLE_SYMBOL}))
+
+
+@pytest.mark.parametrize(
+    ("amount", "outstandings", "shares"),
+    [
+        ("100", ["100"], ["100"]),
+        ("150", ["100"], ["150"]),
+        ("50", ["100"], ["50"]),
+        ("300", ["100", "200"], ["100", "200"]),
+        ("350", ["100", "200"], ["100", "250"]),
+        ("50", ["100", "200"], ["50", "0"]),
+        ("100", ["100", "200"], ["100", "0"]),
+        ("0.03", ["0.01", "0.01", "0.01"], ["0.01", "0.01", "0.01"]),
+        ("0", ["100"], ["0"]),
+        ("100", [], []),
+    ],
+)
+def test_split_amount(amount: str, outstandings: list[str], shares: list[str]) -> None:
+    assert split_amount(Decimal(amount), [Decimal(o) for o in outstandings]) == [
+        Decimal(s) for s in shares
+    ]
+
+
+def test_apply_allocations_keeps_only_positive_shares() -> None:
+    a, b = doc(1, "E-1", "100"), doc(2, "E-2", "100")
+    assert apply_allocations(Decimal("60"), [a, b]) == [(a, Decimal("60"))]
+    assert apply_allocations(Decimal("160"), [a, b]) == [(a, Decimal("100")), (b, Decimal("60"))]
