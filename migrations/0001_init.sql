@@ -1,9 +1,6 @@
 -- Core schema: tenants, partners, documents, connections, transactions, allocations,
 -- sync runs and the event outbox. Money is numeric(18,4) with its ISO 4217 currency beside it.
 
--- btree_gin lets one GIN index hold (tenant, fuzzy keys) for near-miss lookups.
-create extension if not exists btree_gin;
-
 create table tenants (
     id          bigint generated always as identity primary key,
     slug        text not null unique check (slug ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
@@ -52,8 +49,6 @@ create table documents (
     due_date               date,
     total                  numeric(18, 4) not null check (total >= 0),
     currency               char(3) not null check (currency ~ '^[A-Z]{3}$'),
-    -- deletion neighbourhoods of the number, order number and symbols (one edit away)
-    fuzzy_keys             text[] not null default '{}',
     paid_amount            numeric(18, 4) not null default 0,
     payment_count          integer not null default 0 check (payment_count >= 0),
     external_id            text,
@@ -80,10 +75,21 @@ create index documents_open_number_prefix on documents (tenant_id, number_norm t
     where paid_amount < total;
 create index documents_open_number_suffix on documents (tenant_id, reverse(number_norm) text_pattern_ops)
     where paid_amount < total;
-create index documents_open_fuzzy on documents using gin (tenant_id, fuzzy_keys) where paid_amount < total;
 -- Listing and the API's filters.
 create index documents_list on documents (tenant_id, id);
 create index documents_partner on documents (tenant_id, partner_id);
+
+-- One-edit-away lookups (symmetric deletion): each document's references with one character
+-- removed. A payment's reference meets its document here when the two differ by one typo,
+-- a missing or extra character, or two swapped characters.
+create table document_keys (
+    tenant_id    bigint not null,
+    key          text not null,
+    document_id  bigint not null,
+    primary key (tenant_id, key, document_id),
+    foreign key (tenant_id, document_id) references documents (tenant_id, id) on delete cascade
+);
+create index document_keys_document on document_keys (document_id);
 
 create table bank_connections (
     id                     bigint generated always as identity primary key,

@@ -274,3 +274,31 @@ def test_apply_allocations_gives_each_document_a_positive_amount(
         assert sum((share for _, share in allocated), Decimal(0)) == amount
     else:
         assert allocated == []
+
+
+@SETTINGS
+@given(
+    st.lists(amounts(), min_size=2, max_size=5),
+    st.data(),
+    amounts(3000),
+    st.sampled_from([", ", " ", "; ", " + "]),
+)
+def test_split_payment_in_the_order_named(
+    totals: list[Decimal], data: st.DataObject, amount: Decimal, separator: str
+) -> None:
+    docs = [
+        OpenDocument(i, i, DocumentKind.INVOICE, f"E-2026-{i:04d}", total, Decimal(0), "HUF")
+        for i, total in enumerate(totals, start=1)
+    ]
+    named = data.draw(st.permutations(docs)).copy()[: data.draw(st.integers(2, len(docs)))]
+    payment = Payment(amount, "HUF", "fizetve " + separator.join(d.number for d in named))
+    decision = DocumentIndex(docs).match(payment, MatchConfig())
+    assert decision.state is MatchState.MATCHED
+    assert decision == decide(payment, docs, MatchConfig())
+    _check_invariants(decision, docs, payment)
+    # allocated in the order named, each up to its outstanding, the rest to the last one
+    expected = apply_allocations(amount, named)
+    assert [(a.document_id, a.amount) for a in decision.allocations] == [
+        (d.id, share) for d, share in expected
+    ]
+    assert all(a.rule is MatchKey.DOCUMENT_NUMBER for a in decision.allocations)

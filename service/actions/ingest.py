@@ -14,7 +14,6 @@ from asyncpg import Connection, Pool, Record
 from ..domain.records import RecordProblem, check_transaction
 from ..errors import BadUserInput, NotFound
 from ..store import connections as connections_store
-from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
 from .matching import MatchOutcome, config_of, match_payments
@@ -51,19 +50,11 @@ async def store_transactions(
         return [], [], MatchOutcome()
     connection_id = connection["id"]
     await matching_store.lock_tenant(conn, tenant_id)
-    new = await transactions_store.insert_many(conn, tenant_id, connection_id, records)
-    await events_store.append_many(
-        conn,
-        tenant_id,
-        [
-            {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": connection_id}
-            for r in new
-        ],
+    inserted = await transactions_store.insert_many(conn, tenant_id, connection_id, records)
+    outcome = await match_payments(
+        conn, tenant_id, inserted, {connection_id: config_of(connection)}, received=inserted
     )
-    outcome = await match_payments(conn, tenant_id, new, {connection_id: config_of(connection)})
-    if new:
-        # Re-read the new rows: they now carry the match state, explanation and suggestions.
-        new = await transactions_store.by_ids(conn, tenant_id, [r["id"] for r in new])
+    new = outcome.rows  # as stored after matching: state, explanation, suggestions
     by_pid = {r["provider_transaction_id"]: r for r in new}
     missing = [
         r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid

@@ -52,6 +52,8 @@ class MatchOutcome:
     matched: int = 0
     suggested: int = 0
     decisions: dict[int, Decision] = field(default_factory=dict)
+    # The payments as stored after matching, and the documents whose paid state moved.
+    rows: list[Record] = field(default_factory=list)
     documents: list[Record] = field(default_factory=list)
 
 
@@ -122,13 +124,17 @@ async def match_payments(
     configs: Mapping[int, MatchConfig],
     *,
     actor: str | None = None,
+    received: Sequence[Record] = (),
 ) -> MatchOutcome:
     """Match payments (already stored, in this transaction) and book what matched.
 
     `configs` maps each transaction's connection id to its matching configuration. The caller
-    holds the tenant's matching lock (`matching_store.lock_tenant`).
+    holds the tenant's matching lock (`matching_store.lock_tenant`). Payments in `received`
+    are announced (PAYMENT_RECEIVED) ahead of what matching them caused, in one write.
     """
     outcome = MatchOutcome()
+    if not transactions:
+        return outcome
     incoming = [(row, payment_of(row), configs[row["connection_id"]]) for row in transactions]
     exact = {row["id"]: lookup_for(p, cfg, near_misses=False) for row, p, cfg in incoming}
     index = DocumentIndex()
@@ -159,7 +165,7 @@ async def match_payments(
                 index.apply(decision)
             outcome.decisions[row["id"]] = decision
 
-    await _book(conn, tenant_id, transactions, outcome, actor)
+    await _book(conn, tenant_id, transactions, outcome, actor, received)
     return outcome
 
 
@@ -169,10 +175,14 @@ async def _book(
     transactions: Sequence[Record],
     outcome: MatchOutcome,
     actor: str | None,
+    received: Sequence[Record],
 ) -> None:
     allocations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = [
+        {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": r["connection_id"]}
+        for r in received
+    ]
     touched: dict[int, int] = {}
     for row in transactions:
         decision = outcome.decisions[row["id"]]
@@ -205,7 +215,7 @@ async def _book(
                 touched[plan.document_id] = row["id"]
         elif decision.state is MatchState.SUGGESTED:
             outcome.suggested += 1
-    await transactions_store.set_match_result(conn, tenant_id, results)
+    outcome.rows = await transactions_store.set_match_result(conn, tenant_id, results)
     if allocations:
         await allocations_store.insert_many(conn, tenant_id, allocations)
         outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))

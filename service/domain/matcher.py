@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from typing import Literal, overload
 
 from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
 from service.domain.references import (
@@ -511,12 +512,40 @@ def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchCo
     """
     if payment.amount <= 0:
         return _outgoing(payment)
-    return _decide(payment, candidates, config, _Refs(payment, config.flags))
+    decision = _decide(payment, candidates, config, _Refs(payment, config.flags), near=True)
+    assert decision is not None
+    return decision
+
+
+@overload
+def _decide(
+    payment: Payment,
+    candidates: Iterable[OpenDocument],
+    config: MatchConfig,
+    refs: _Refs,
+    near: Literal[True],
+) -> Decision: ...
+
+
+@overload
+def _decide(
+    payment: Payment,
+    candidates: Iterable[OpenDocument],
+    config: MatchConfig,
+    refs: _Refs,
+    near: bool,
+) -> Decision | None: ...
 
 
 def _decide(
-    payment: Payment, candidates: Iterable[OpenDocument], config: MatchConfig, refs: _Refs
-) -> Decision:
+    payment: Payment,
+    candidates: Iterable[OpenDocument],
+    config: MatchConfig,
+    refs: _Refs,
+    near: bool,
+) -> Decision | None:
+    """`decide` proper; with `near=False` it returns None where only near misses could
+    still say something, so a caller that fetched exact candidates knows to fetch more."""
     amount = payment.amount
     currency = _currency(payment.currency)
     flags = config.flags
@@ -656,6 +685,8 @@ def _decide(
     if text_refs or symbol_refs or partner_refs:
         return _combine(amount, currency, text_refs, symbol_refs, partner_refs, suggestions)
 
+    if not near:
+        return None  # only near misses are left, and the caller has not fetched for them
     _near_misses(payment, refs, docs, hit_tokens, bool(vs_hits), bool(ss_hits), flags, suggestions)
     if suggestions:
         found = suggestions.result()
@@ -1070,15 +1101,16 @@ def match(
     config: MatchConfig,
     fetch: Callable[[Lookup], Iterable[OpenDocument]],
 ) -> Decision:
-    """Fetch exact candidates first, and near-miss candidates only when those do not match.
+    """Fetch exact candidates first, and near-miss candidates only when no exact reference hit.
 
     Gives the same decision as one `decide` over the full lookup: near-miss documents never
-    change a match made by exact references, they only add suggestions when there is none.
+    change what exact references decide (a match, or ambiguity among exact hits); they only
+    add suggestions when no reference hit at all.
     """
     if payment.amount <= 0:
         return _outgoing(payment)
     refs = _Refs(payment, config.flags)
-    decision = _decide(payment, fetch(_lookup(payment, refs, False)), config, refs)
-    if decision.state is MatchState.MATCHED:
+    decision = _decide(payment, fetch(_lookup(payment, refs, False)), config, refs, near=False)
+    if decision is not None:
         return decision
-    return _decide(payment, fetch(_lookup(payment, refs, True)), config, refs)
+    return _decide(payment, fetch(_lookup(payment, refs, True)), config, refs, near=True)

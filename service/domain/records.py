@@ -223,11 +223,14 @@ def check_document(index: int, raw: Mapping[str, Any]) -> dict[str, Any] | list[
 
 
 def fuzzy_keys(*references: str | None) -> list[str]:
-    """A document's one-edit-away keys: the deletion neighbourhood of each reference, which
-    a payment's own neighbourhood meets when the two differ by one typo, gap or swap."""
+    """A document's one-edit-away lookup keys: each reference with a digit itself, plus its
+    deletion neighbourhood. A payment's reference and its own deletions meet these when the
+    two differ by one typo, a missing or extra character, or two swapped characters."""
     keys: set[str] = set()
     for ref in references:
-        # Shorter references are found from the payment's side (see matcher.lookup_for).
-        if ref and len(ref) >= MIN_NEAR_LENGTH and has_digit(ref):
-            keys |= deletes(ref)
+        if ref and has_digit(ref):
+            keys.add(ref)
+            # Shorter references are found from the payment's side (see matcher.lookup_for).
+            if len(ref) >= MIN_NEAR_LENGTH:
+                keys |= deletes(ref)
     return sorted(keys)

@@ -203,18 +203,21 @@ def glued_parts(token: str, min_length: int = 4) -> list[str]:
     Only parts of at least `min_length` characters that contain a digit, cut where the cut is
     allowed (not between two digits). Proper parts only: the whole token is an exact lookup.
     """
-    parts: list[str] = []
     n = len(token)
-    for k in range(min_length, n):
-        if _cut_allowed(token[k - 1], token[k]):
-            part = token[:k]
-            if has_digit(part):
-                parts.append(part)
-    for k in range(1, n - min_length + 1):
-        if _cut_allowed(token[k - 1], token[k]):
-            part = token[k:]
-            if has_digit(part):
-                parts.append(part)
+    digit = [c in _DIGITS for c in token]
+    if n <= min_length or not any(digit):
+        return []
+    first = digit.index(True)
+    last = n - 1 - digit[::-1].index(True)
+    parts: list[str] = []
+    # A prefix token[:k] holds a digit when the first digit is before k; a suffix token[k:]
+    # when the last digit is at k or after. Index arithmetic keeps this linear and cheap.
+    for k in range(max(min_length, first + 1), n):
+        if not (digit[k - 1] and digit[k]):
+            parts.append(token[:k])
+    for k in range(1, min(n - min_length, last) + 1):
+        if not (digit[k - 1] and digit[k]):
+            parts.append(token[k:])
     return parts
 
 

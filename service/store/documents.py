@@ -20,17 +20,17 @@ _UPSERT = """
 insert into documents (tenant_id, kind, number, number_norm, order_number, order_number_norm,
     recurring_order_number, variable_symbol, specific_symbol, constant_symbol,
     variable_symbol_norm, specific_symbol_norm, payment_key, payment_key_norm, partner_id,
-    issue_date, due_date, total, currency, external_id, fuzzy_keys)
+    issue_date, due_date, total, currency, external_id)
 select $1, r.kind, r.number, r.number_norm, r.order_number, r.order_number_norm,
     r.recurring_order_number, r.variable_symbol, r.specific_symbol, r.constant_symbol,
     r.variable_symbol_norm, r.specific_symbol_norm, r.payment_key, r.payment_key_norm,
-    r.partner_id, r.issue_date, r.due_date, r.total, r.currency, r.external_id, r.fuzzy_keys
+    r.partner_id, r.issue_date, r.due_date, r.total, r.currency, r.external_id
 from jsonb_to_recordset($2::jsonb) as r(kind text, number text, number_norm text,
     order_number text, order_number_norm text, recurring_order_number boolean,
     variable_symbol text, specific_symbol text, constant_symbol text,
     variable_symbol_norm text, specific_symbol_norm text, payment_key text,
     payment_key_norm text, partner_id bigint, issue_date date, due_date date,
-    total numeric, currency text, external_id text, fuzzy_keys text[])
+    total numeric, currency text, external_id text)
 on conflict (tenant_id, kind, number) do update set
     order_number = excluded.order_number, order_number_norm = excluded.order_number_norm,
     recurring_order_number = excluded.recurring_order_number,
@@ -41,7 +41,7 @@ on conflict (tenant_id, kind, number) do update set
     payment_key = excluded.payment_key, payment_key_norm = excluded.payment_key_norm,
     partner_id = excluded.partner_id, issue_date = excluded.issue_date,
     due_date = excluded.due_date, total = excluded.total, currency = excluded.currency,
-    external_id = excluded.external_id, fuzzy_keys = excluded.fuzzy_keys, updated_at = now()
+    external_id = excluded.external_id, updated_at = now()
 returning *
 """
 
@@ -49,8 +49,37 @@ returning *
 async def upsert_many(
     conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]
 ) -> list[Record]:
-    """Insert or update by (kind, number); paid state is never touched here."""
-    return list(await conn.fetch(_UPSERT, tenant_id, list(rows)))
+    """Insert or update by (kind, number); paid state is never touched here.
+
+    Each row's `fuzzy_keys` replace the document's one-edit-away lookup keys.
+    """
+    returned = await conn.fetch(_UPSERT, tenant_id, [_without_keys(r) for r in rows])
+    by_key = {(d["kind"], d["number"]): d for d in returned}
+    stored = [by_key[(r["kind"], r["number"])] for r in rows]  # RETURNING has no order
+    ids: list[int] = []
+    keys: list[str] = []
+    for row, doc in zip(rows, stored, strict=True):
+        for key in row.get("fuzzy_keys") or ():
+            ids.append(doc["id"])
+            keys.append(key)
+    await conn.execute(
+        "delete from document_keys where tenant_id = $1 and document_id = any($2::bigint[])",
+        tenant_id,
+        [d["id"] for d in stored],
+    )
+    if keys:
+        await conn.execute(
+            "insert into document_keys (tenant_id, document_id, key)"
+            " select $1, * from unnest($2::bigint[], $3::text[]) on conflict do nothing",
+            tenant_id,
+            ids,
+            keys,
+        )
+    return stored
+
+
+def _without_keys(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "fuzzy_keys"}
 
 
 def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:

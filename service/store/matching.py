@@ -19,47 +19,62 @@ select d.id, d.kind, d.number, d.total, d.paid_amount, d.currency, d.order_numbe
 from documents d left join partners p on p.id = d.partner_id
 """
 
-# Exact keys: each arm is an equality on an indexed, normalized column of open documents.
-_EXACT = (
-    _SELECT
-    + """
-where d.tenant_id = $1 and d.paid_amount < d.total and (
-    d.number_norm = any($2::text[]) or d.order_number_norm = any($2::text[])
-    or d.partner_id in (select id from partners
-                        where tenant_id = $1 and identifier_norm = any($2::text[]))
-    or d.variable_symbol_norm = any($3::text[]) or d.specific_symbol_norm = any($4::text[])
-    or d.payment_key_norm = any($5::text[]))
+# Each arm probes one index of open documents with each key; the arms are a UNION, since
+# one OR over them, or `= any(large array)`, makes the planner fall back to scanning.
+_OPEN = "and d.paid_amount < d.total"
+# At most this many documents per key; also keeps each lateral probe a real index probe
+# (a subquery with LIMIT is not flattened into a join the planner could hash).
+_PER_KEY = 200
+
+
+def _probe(column: str, param: str) -> str:
+    # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
+    return (
+        f"select x.id from unnest({param}::text[]) k(v) cross join lateral ("
+        f" select d.id from documents d where d.tenant_id = $1 and d.{column} = k.v {_OPEN}"
+        f" limit {_PER_KEY}) x"
+    )
+
+
+_EXACT = f"""
+with ids as (
+    {_probe("number_norm", "$2")}
+    union {_probe("order_number_norm", "$2")}
+    union select d.id from unnest($2::text[]) k(v)
+        join partners p on p.tenant_id = $1 and p.identifier_norm = k.v
+        join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
+    union {_probe("variable_symbol_norm", "$3")}
+    union {_probe("specific_symbol_norm", "$4")}
+    union {_probe("payment_key_norm", "$5")})
+{_SELECT} where d.id = any(array(select id from ids))
 """
-)
 
 # Near misses: glued and one-edit-away references, truncated numbers (prefix or suffix range
 # scans, each bounded), and documents of a named payer whose outstanding equals the amount.
-_NEAR = (
-    _SELECT
-    + """
-where d.tenant_id = $1 and d.paid_amount < d.total and (
-    d.number_norm = any($2::text[]) or d.order_number_norm = any($2::text[])
-    or d.fuzzy_keys && $3::text[]
-    or d.number_norm = any($3::text[]) or d.order_number_norm = any($3::text[])
-    or d.variable_symbol_norm = any($3::text[]) or d.specific_symbol_norm = any($3::text[])
-    or d.id in (
-        select x.id from unnest($4::text[]) as q(f) cross join lateral (
-            select id from documents
-            where tenant_id = $1 and paid_amount < total
-              and number_norm ~>=~ q.f and number_norm ~<~ (q.f || chr(1114111))
-            order by number_norm limit $7) x
-        union all
-        select x.id from unnest($4::text[]) as q(f) cross join lateral (
-            select id from documents
-            where tenant_id = $1 and paid_amount < total
-              and reverse(number_norm) ~>=~ reverse(q.f)
-              and reverse(number_norm) ~<~ (reverse(q.f) || chr(1114111))
-            order by reverse(number_norm) limit $7) x)
-    or (d.partner_id in (select id from partners
-                         where tenant_id = $1 and name_norm = any($5::text[]))
-        and d.total - d.paid_amount = any($6::numeric[])))
+_NEAR = f"""
+with ids as (
+    {_probe("number_norm", "$2")}
+    union {_probe("order_number_norm", "$2")}
+    union select x.id from unnest($3::text[]) k(v) cross join lateral (
+        select d.id from document_keys dk join documents d on d.id = dk.document_id {_OPEN}
+        where dk.tenant_id = $1 and dk.key = k.v limit {_PER_KEY}) x
+    union select x.id from unnest($4::text[]) as q(f) cross join lateral (
+        select d.id from documents d
+        where d.tenant_id = $1 {_OPEN}
+          and d.number_norm ~>=~ q.f and d.number_norm ~<~ (q.f || chr(1114111))
+        order by d.number_norm limit $7) x
+    union select x.id from unnest($4::text[]) as q(f) cross join lateral (
+        select d.id from documents d
+        where d.tenant_id = $1 {_OPEN}
+          and reverse(d.number_norm) ~>=~ reverse(q.f)
+          and reverse(d.number_norm) ~<~ (reverse(q.f) || chr(1114111))
+        order by reverse(d.number_norm) limit $7) x
+    union select d.id from unnest($5::text[]) k(v)
+        join partners p on p.tenant_id = $1 and p.name_norm = k.v
+        join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
+        where d.total - d.paid_amount = any($6::numeric[]))
+{_SELECT} where d.id = any(array(select id from ids))
 """
-)
 _PREFIX_FETCH = 48
 # Two-key advisory lock space: (this constant, tenant id).
 _MATCH_LOCK = 0x6D617463

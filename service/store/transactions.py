@@ -145,18 +145,21 @@ async def count(conn: Connection, tenant_id: int, flt: dict[str, Any]) -> int:
 
 async def set_match_result(
     conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]
-) -> None:
+) -> list[Record]:
     """Record the matcher's verdict (state, explanation, suggestions) for many payments."""
-    await conn.execute(
-        """
+    return list(
+        await conn.fetch(
+            """
         update transactions t set match_state = r.match_state, explanation = r.explanation,
             suggestions = coalesce(r.suggestions, '[]'::jsonb), updated_at = now()
         from jsonb_to_recordset($2::jsonb) as r(id bigint, match_state text, explanation text,
              suggestions jsonb)
         where t.tenant_id = $1 and t.id = r.id
+        returning t.*
         """,
-        tenant_id,
-        list(rows),
+            tenant_id,
+            list(rows),
+        )
     )
 
 
