@@ -79,25 +79,41 @@ async def main() -> None:
             tenant = await tenants_store.create(conn, "bench", "Bench", "PROFI")
             tid = tenant["id"]
             values = {
-                "provider": "PUSH", "name": "bench", "status": "ACTIVE",
-                "poll_interval_seconds": 3600, "match_against": ["INVOICE", "PROFORMA", "ORDER"],
-                "match_keys": ["DOCUMENT_NUMBER", "ORDER_NUMBER", "PARTNER_IDENTIFIER",
-                               "VARIABLE_SYMBOL", "SPECIFIC_SYMBOL", "PAYMENT_KEY"],
+                "provider": "PUSH",
+                "name": "bench",
+                "status": "ACTIVE",
+                "poll_interval_seconds": 3600,
+                "match_against": ["INVOICE", "PROFORMA", "ORDER"],
+                "match_keys": [
+                    "DOCUMENT_NUMBER",
+                    "ORDER_NUMBER",
+                    "PARTNER_IDENTIFIER",
+                    "VARIABLE_SYMBOL",
+                    "SPECIFIC_SYMBOL",
+                    "PAYMENT_KEY",
+                ],
                 "settings_encrypted": b"x",
             }
             connection = await connections_store.create(conn, tid, values)
             raw_connection = await connections_store.create(conn, tid, {**values, "name": "raw"})
             docs = []
             for i in range(args.documents):
-                checked = check_document(i, {"kind": "INVOICE", "number": f"E-BENCH-{i:06d}",
-                                             "total": Decimal(1000 + i % 500), "currency": "HUF"})
+                checked = check_document(
+                    i,
+                    {
+                        "kind": "INVOICE",
+                        "number": f"E-BENCH-{i:06d}",
+                        "total": Decimal(1000 + i % 500),
+                        "currency": "HUF",
+                    },
+                )
                 assert isinstance(checked, dict)
                 checked.pop("partner_external_id")
                 checked["partner_id"] = None
                 docs.append(checked)
             for start in range(0, len(docs), 2000):
-                await documents_store.upsert_many(conn, tid, docs[start:start + 2000])
-            await conn.execute("analyze")
+                await documents_store.upsert_many(conn, tid, docs[start : start + 2000])
+            await conn.execute("analyze documents")  # as a live database would have it
         rng = random.Random(7)
         payments = [_payment(i, rng) for i in range(args.payments)]
         records, problems = check_records(payments)
@@ -107,27 +123,65 @@ async def main() -> None:
         started = time.perf_counter()
         for start in range(0, len(records), args.batch):
             async with pool.acquire() as conn, conn.transaction():
-                _, _, outcome = await store_transactions(conn, tid, connection, records[start:start + args.batch])
+                _, _, outcome = await store_transactions(
+                    conn, tid, connection, records[start : start + args.batch]
+                )
                 matched += outcome.matched
         pipeline = time.perf_counter() - started
 
-        columns = ["tenant_id", "connection_id", "provider_transaction_id", "booking_date", "amount",
-                   "currency", "counterparty_name", "remittance_information"]
-        rows = [(tid, raw_connection["id"], r["provider_transaction_id"], r["booking_date"], r["amount"],
-                 r["currency"], r["counterparty_name"], r["remittance_information"]) for r in records]
+        columns = [
+            "tenant_id",
+            "connection_id",
+            "provider_transaction_id",
+            "booking_date",
+            "amount",
+            "currency",
+            "counterparty_name",
+            "remittance_information",
+        ]
+        rows = [
+            (
+                tid,
+                raw_connection["id"],
+                r["provider_transaction_id"],
+                r["booking_date"],
+                r["amount"],
+                r["currency"],
+                r["counterparty_name"],
+                r["remittance_information"],
+            )
+            for r in records
+        ]
         started = time.perf_counter()
         for start in range(0, len(rows), args.batch):
             async with pool.acquire() as conn, conn.transaction():
-                await conn.copy_records_to_table("transactions", records=rows[start:start + args.batch], columns=columns)
+                await conn.copy_records_to_table(
+                    "transactions", records=rows[start : start + args.batch], columns=columns
+                )
         raw = time.perf_counter() - started
 
         async with pool.acquire() as conn:
             events = await conn.fetchval("select count(*) from events where tenant_id = $1", tid)
-            allocations = await conn.fetchval("select count(*) from allocations where tenant_id = $1", tid)
+            allocations = await conn.fetchval(
+                "select count(*) from allocations where tenant_id = $1", tid
+            )
+            scans = await conn.fetch(
+                "select relname, seq_scan, seq_tup_read from pg_stat_user_tables"
+                " where relname in ('transactions', 'documents', 'allocations', 'events')"
+                " order by 1"
+            )
+        print(
+            "sequential scans:",
+            ", ".join(
+                f"{r['relname']} {r['seq_scan']} ({r['seq_tup_read']:,} rows)" for r in scans
+            ),
+        )
         n = len(records)
-        print(f"documents open at start: {args.documents:,}; payments: {n:,} in batches of {args.batch}")
-        print(f"ingest+match+allocate+events: {n / pipeline:,.0f} payments/s ({pipeline:.2f} s);"
-              f" matched {matched:,}, allocations {allocations:,}, events {events:,}")
+        print(f"open documents: {args.documents:,}; payments: {n:,} in batches of {args.batch}")
+        print(
+            f"ingest+match+allocate+events: {n / pipeline:,.0f} payments/s ({pipeline:.2f} s);"
+            f" matched {matched:,}, allocations {allocations:,}, events {events:,}"
+        )
         print(f"raw copy_records_to_table:    {n / raw:,.0f} rows/s ({raw:.2f} s)")
         print(f"pipeline / raw copy: {raw / pipeline:.1%}")
     finally:

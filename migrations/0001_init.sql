@@ -75,8 +75,7 @@ create index documents_open_number_prefix on documents (tenant_id, number_norm t
     where paid_amount < total;
 create index documents_open_number_suffix on documents (tenant_id, reverse(number_norm) text_pattern_ops)
     where paid_amount < total;
--- Listing and the API's filters.
-create index documents_list on documents (tenant_id, id);
+-- Listing (by (tenant_id, id), the unique constraint) and the API's filters.
 create index documents_partner on documents (tenant_id, partner_id);
 
 -- One-edit-away lookups (symmetric deletion): each document's references with one character
@@ -154,7 +153,6 @@ create table transactions (
     unique (tenant_id, id),
     foreign key (tenant_id, connection_id) references bank_connections (tenant_id, id)
 );
-create index transactions_list on transactions (tenant_id, id);
 create index transactions_connection on transactions (tenant_id, connection_id, id);
 create index transactions_open on transactions (tenant_id, received_at)
     where match_state in ('UNMATCHED', 'SUGGESTED') and auto_match and amount > 0;
@@ -174,8 +172,12 @@ create table allocations (
     -- an unmatch reverses an allocation; the row stays as history
     reversed_at     timestamptz,
     reversed_by     text,
-    foreign key (tenant_id, transaction_id) references transactions (tenant_id, id),
-    foreign key (tenant_id, document_id) references documents (tenant_id, id)
+    -- Plain id references: the check is a primary-key probe whatever the statistics say
+    -- (a composite (tenant, id) check was once planned onto another tenant index and
+    -- scanned). The tenant is always the parent's: allocations are only written from rows
+    -- read within the tenant.
+    foreign key (transaction_id) references transactions (id),
+    foreign key (document_id) references documents (id)
 );
 create index allocations_transaction on allocations (transaction_id);
 create index allocations_document on allocations (document_id);

@@ -16,7 +16,7 @@ from ..errors import BadUserInput, NotFound
 from ..store import connections as connections_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
-from .matching import MatchOutcome, config_of, match_payments
+from .matching import MatchOutcome, book, config_of, decide_batch, payment_of, verdict
 from .results import BatchResult
 from .scope import Scope
 
@@ -50,11 +50,28 @@ async def store_transactions(
         return [], [], MatchOutcome()
     connection_id = connection["id"]
     await matching_store.lock_tenant(conn, tenant_id)
-    inserted = await transactions_store.insert_many(conn, tenant_id, connection_id, records)
-    outcome = await match_payments(
-        conn, tenant_id, inserted, {connection_id: config_of(connection)}, received=inserted
+    # Under the tenant lock nobody else inserts for this connection, so what is not stored
+    # yet is new: decide those, then store each with its verdict in one insert.
+    known = await transactions_store.existing_provider_ids(
+        conn, tenant_id, connection_id, [r["provider_transaction_id"] for r in records]
     )
-    new = outcome.rows  # as stored after matching: state, explanation, suggestions
+    fresh = [r for r in records if r["provider_transaction_id"] not in known]
+    config = config_of(connection)
+    decisions = await decide_batch(conn, tenant_id, [(payment_of(r), config) for r in fresh])
+    new = await transactions_store.insert_many(
+        conn,
+        tenant_id,
+        connection_id,
+        [{**r, **verdict(d)} for r, d in zip(fresh, decisions, strict=True)],
+    )
+    decided = {r["provider_transaction_id"]: d for r, d in zip(fresh, decisions, strict=True)}
+    outcome = await book(
+        conn,
+        tenant_id,
+        new,
+        {r["id"]: decided[r["provider_transaction_id"]] for r in new},
+        received=new,
+    )
     by_pid = {r["provider_transaction_id"]: r for r in new}
     missing = [
         r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid

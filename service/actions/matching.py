@@ -33,11 +33,14 @@ from ..store import transactions as transactions_store
 
 __all__ = [
     "MatchOutcome",
+    "book",
     "config_of",
+    "decide_batch",
     "document_events",
     "match_payments",
     "open_document",
     "payment_of",
+    "verdict",
 ]
 
 _DOCUMENT_EVENT = {
@@ -117,6 +120,110 @@ def document_events(
     return out
 
 
+async def decide_batch(
+    conn: Connection, tenant_id: int, payments: Sequence[tuple[Payment, MatchConfig]]
+) -> list[Decision]:
+    """Decide a batch of payments in order, reading candidates in two queries.
+
+    Exact keys are fetched for the whole batch first; only payments they do not match get
+    near-miss candidates. Allocations made earlier in the batch are seen by later payments
+    (the in-memory index is updated as decisions are made). Reads only; the caller holds the
+    tenant's matching lock (`matching_store.lock_tenant`).
+    """
+    exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
+    index = DocumentIndex()
+    for doc in await matching_store.candidates(conn, tenant_id, exact, near=False):
+        index.add(open_document(doc))
+    decisions: list[Decision | None] = []
+    pending: list[tuple[int, Lookup]] = []
+    for position, ((payment, cfg), lookup) in enumerate(zip(payments, exact, strict=True)):
+        first = decide(payment, index.candidates(lookup), cfg)
+        if first.state is MatchState.MATCHED:
+            index.apply(first)
+        elif payment.amount > 0:
+            pending.append((position, lookup_for(payment, cfg)))
+            decisions.append(None)
+            continue
+        decisions.append(first)
+    if pending:
+        fetched = await matching_store.candidates(
+            conn, tenant_id, [lk for _, lk in pending], near=True
+        )
+        for doc in fetched:
+            if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
+                index.add(open_document(doc))
+        for position, lookup in pending:
+            payment, cfg = payments[position]
+            decision = decide(payment, index.candidates(lookup), cfg)
+            if decision.state is MatchState.MATCHED:
+                index.apply(decision)
+            decisions[position] = decision
+    return [d for d in decisions if d is not None]
+
+
+def verdict(decision: Decision) -> dict[str, Any]:
+    """How a decision is stored on its payment."""
+    return {
+        "match_state": decision.state.value,
+        "explanation": decision.explanation,
+        "suggestions": [
+            {"document_id": s.document_id, "confidence": s.confidence, "reason": s.reason}
+            for s in decision.suggestions
+        ],
+    }
+
+
+async def book(
+    conn: Connection,
+    tenant_id: int,
+    rows: Sequence[Record],
+    decisions: Mapping[int, Decision],
+    *,
+    actor: str | None = None,
+    received: Sequence[Record] = (),
+) -> MatchOutcome:
+    """Write what the decisions allocate, derive the documents' paid state, append events.
+
+    `decisions` maps payment ids (of `rows`) to their decision. Payments in `received` are
+    announced (PAYMENT_RECEIVED) ahead of what matching them caused, in one write.
+    """
+    outcome = MatchOutcome(rows=list(rows), decisions=dict(decisions))
+    allocations: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = [
+        {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": r["connection_id"]}
+        for r in received
+    ]
+    touched: dict[int, int] = {}
+    for row in rows:
+        decision = decisions[row["id"]]
+        if decision.state is MatchState.SUGGESTED:
+            outcome.suggested += 1
+        if decision.state is not MatchState.MATCHED:
+            continue
+        outcome.matched += 1
+        events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
+        for plan in decision.allocations:
+            allocations.append(
+                {
+                    "transaction_id": row["id"],
+                    "document_id": plan.document_id,
+                    "amount": plan.amount,
+                    "currency": row["currency"],
+                    "rule": plan.rule.value,
+                    "method": "AUTO",
+                    "created_by": actor,
+                }
+            )
+            touched[plan.document_id] = row["id"]
+    if allocations:
+        await allocations_store.insert_many(conn, tenant_id, allocations)
+        outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))
+        for doc in outcome.documents:
+            events.extend(document_events([doc], touched[doc["id"]]))
+    await events_store.append_many(conn, tenant_id, events)
+    return outcome
+
+
 async def match_payments(
     conn: Connection,
     tenant_id: int,
@@ -124,104 +231,21 @@ async def match_payments(
     configs: Mapping[int, MatchConfig],
     *,
     actor: str | None = None,
-    received: Sequence[Record] = (),
 ) -> MatchOutcome:
-    """Match payments (already stored, in this transaction) and book what matched.
+    """Match payments already stored (in this transaction), record the verdicts, book them.
 
-    `configs` maps each transaction's connection id to its matching configuration. The caller
-    holds the tenant's matching lock (`matching_store.lock_tenant`). Payments in `received`
-    are announced (PAYMENT_RECEIVED) ahead of what matching them caused, in one write.
+    `configs` maps each payment's connection id to its matching configuration.
     """
-    outcome = MatchOutcome()
     if not transactions:
-        return outcome
-    incoming = [(row, payment_of(row), configs[row["connection_id"]]) for row in transactions]
-    exact = {row["id"]: lookup_for(p, cfg, near_misses=False) for row, p, cfg in incoming}
-    index = DocumentIndex()
-    for doc in await matching_store.candidates(conn, tenant_id, list(exact.values()), near=False):
-        index.add(open_document(doc))
-
-    pending: list[tuple[Record, Payment, MatchConfig, Lookup]] = []
-    for row, payment, cfg in incoming:
-        decision = decide(payment, index.candidates(exact[row["id"]]), cfg)
-        if decision.state is MatchState.MATCHED:
-            index.apply(decision)
-            outcome.decisions[row["id"]] = decision
-        elif payment.amount > 0:
-            pending.append((row, payment, cfg, lookup_for(payment, cfg)))
-        else:
-            outcome.decisions[row["id"]] = decision
-
-    if pending:
-        fetched = await matching_store.candidates(
-            conn, tenant_id, [p[3] for p in pending], near=True
-        )
-        for doc in fetched:
-            if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
-                index.add(open_document(doc))
-        for row, payment, cfg, lookup in pending:
-            decision = decide(payment, index.candidates(lookup), cfg)
-            if decision.state is MatchState.MATCHED:
-                index.apply(decision)
-            outcome.decisions[row["id"]] = decision
-
-    await _book(conn, tenant_id, transactions, outcome, actor, received)
-    return outcome
-
-
-async def _book(
-    conn: Connection,
-    tenant_id: int,
-    transactions: Sequence[Record],
-    outcome: MatchOutcome,
-    actor: str | None,
-    received: Sequence[Record],
-) -> None:
-    allocations: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = [
-        {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": r["connection_id"]}
-        for r in received
-    ]
-    touched: dict[int, int] = {}
-    for row in transactions:
-        decision = outcome.decisions[row["id"]]
-        results.append(
-            {
-                "id": row["id"],
-                "match_state": decision.state.value,
-                "explanation": decision.explanation,
-                "suggestions": [
-                    {"document_id": s.document_id, "confidence": s.confidence, "reason": s.reason}
-                    for s in decision.suggestions
-                ],
-            }
-        )
-        if decision.state is MatchState.MATCHED:
-            outcome.matched += 1
-            events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
-            for plan in decision.allocations:
-                allocations.append(
-                    {
-                        "transaction_id": row["id"],
-                        "document_id": plan.document_id,
-                        "amount": plan.amount,
-                        "currency": row["currency"],
-                        "rule": plan.rule.value,
-                        "method": "AUTO",
-                        "created_by": actor,
-                    }
-                )
-                touched[plan.document_id] = row["id"]
-        elif decision.state is MatchState.SUGGESTED:
-            outcome.suggested += 1
-    outcome.rows = await transactions_store.set_match_result(conn, tenant_id, results)
-    if allocations:
-        await allocations_store.insert_many(conn, tenant_id, allocations)
-        outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))
-        for doc in outcome.documents:
-            events.extend(document_events([doc], touched[doc["id"]]))
-    await events_store.append_many(conn, tenant_id, events)
+        return MatchOutcome()
+    decisions = await decide_batch(
+        conn, tenant_id, [(payment_of(t), configs[t["connection_id"]]) for t in transactions]
+    )
+    by_id = {t["id"]: d for t, d in zip(transactions, decisions, strict=True)}
+    rows = await transactions_store.set_match_result(
+        conn, tenant_id, [{"id": i, **verdict(d)} for i, d in by_id.items()]
+    )
+    return await book(conn, tenant_id, rows, by_id, actor=actor)
 
 
 async def rematch_for_documents(

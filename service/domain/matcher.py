@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Literal, overload
 
 from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
@@ -84,9 +85,6 @@ DEFAULT_MATCH_KEYS: dict[str, frozenset[MatchKey]] = {
     "BYZNYS_WEB": BROAD_MATCH_KEYS,
 }
 
-_TEXT_KEYS = frozenset({_K.DOCUMENT_NUMBER, _K.ORDER_NUMBER, _K.PARTNER_IDENTIFIER})
-_NUMBER_KEYS = frozenset({_K.DOCUMENT_NUMBER, _K.ORDER_NUMBER})
-
 # Confidence of suggestions (never applied automatically); an amount equal to the document's
 # outstanding adds _AMOUNT_BONUS.
 _CONF_AMBIGUOUS = 0.6
@@ -159,6 +157,7 @@ class MatchConfig:
 
     match_against: frozenset[DocumentKind] = ALL_KINDS
     match_keys: frozenset[MatchKey] = BROAD_MATCH_KEYS
+    # Derived from the two above, for the hot path; not part of equality or the constructor.
     flags: _Flags = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -412,6 +411,9 @@ def _open_documents(
     candidates: Iterable[OpenDocument], kinds: tuple[DocumentKind, ...]
 ) -> list[OpenDocument]:
     """Open documents of the enabled kinds, each once, oldest first; order of input is moot."""
+    if isinstance(candidates, list | tuple) and len(candidates) == 1:
+        doc = candidates[0]  # the usual exact hit: nothing to de-duplicate or sort
+        return [doc] if doc.kind in kinds and doc.paid < doc.total else []
     by_id: dict[int, OpenDocument] = {}
     for doc in candidates:
         if doc.kind not in kinds or doc.paid >= doc.total:
@@ -426,8 +428,8 @@ def _open_documents(
     return docs
 
 
-def _order_key(doc: OpenDocument) -> tuple[int, int]:
-    return (doc.seq, doc.id)
+# Oldest first; the id breaks ties so the order never depends on the input's.
+_order_key: Callable[[OpenDocument], tuple[int, int]] = attrgetter("seq", "id")
 
 
 def _version_key(doc: OpenDocument) -> tuple[Decimal, Decimal, int, str]:
@@ -609,7 +611,11 @@ def _decide(
     hit_tokens: set[str] = set()
 
     if number_hits or order_hits or partner_hits:
-        named = number_hits.keys() | order_hits.keys() | partner_hits.keys()
+        named = (
+            number_hits.keys()
+            if not order_hits and not partner_hits
+            else number_hits.keys() | order_hits.keys() | partner_hits.keys()
+        )
         for token in tokens:
             if token not in named:
                 continue
@@ -980,18 +986,25 @@ def _near_misses(
 
     truncations: dict[str, list[tuple[OpenDocument, str]]] = {}
     payer_docs: list[OpenDocument] = []
+    sized = [(t, len(t)) for t in tokens]
     for doc in docs:
-        if _currency(doc.currency) != currency:
+        if doc.currency != currency and _currency(doc.currency) != currency:
             continue
-        for key, word in fields:
+        for key, word in fields if sized else ():
             raw = doc.number if key is _K.DOCUMENT_NUMBER else doc.order_number
             value = normalize_reference(raw)
             # Near misses are about numbers: a value without a digit is never one.
             if value is None or len(value) < MIN_NEAR_LENGTH - 1 or not has_digit(value):
                 continue
-            for token in tokens:
-                kind = one_edit(token, value)
-                if kind is not None:
+            length = len(value)
+            for token, token_length in sized:
+                # Lengths decide which relation is possible: one edit changes the length by
+                # at most one, a glued token is longer, a truncated one shorter.
+                longer = token_length - length
+                if -1 <= longer <= 1:
+                    kind = one_edit(token, value)
+                    if kind is None:
+                        continue
                     how = (
                         "differs by " if kind in (EditKind.TYPO, EditKind.SWAPPED) else "differs: "
                     )
@@ -1002,14 +1015,15 @@ def _near_misses(
                         f"{how}{kind.describe()}"
                         + ("" if key is _K.DOCUMENT_NUMBER else f" (its {word} is {raw})"),
                     )
-                elif len(value) >= MIN_NEAR_LENGTH and is_glued_in(value, token):
-                    suggestions.add(
-                        doc,
-                        _CONF_GLUED,
-                        f"{word} {token} not found; open {_kind(doc)} {doc.number} is in it, "
-                        "glued to other text (not separated by a space)"
-                        + ("" if key is _K.DOCUMENT_NUMBER else f" by its {word} {raw}"),
-                    )
+                elif longer > 0:
+                    if length >= MIN_NEAR_LENGTH and is_glued_in(value, token):
+                        suggestions.add(
+                            doc,
+                            _CONF_GLUED,
+                            f"{word} {token} not found; open {_kind(doc)} {doc.number} is in "
+                            "it, glued to other text (not separated by a space)"
+                            + ("" if key is _K.DOCUMENT_NUMBER else f" by its {word} {raw}"),
+                        )
                 elif is_truncation_of(token, value):
                     truncations.setdefault(token, []).append((doc, word))
         for key, symbol in symbols:
@@ -1028,6 +1042,7 @@ def _near_misses(
                 )
         if (
             payer is not None
+            and doc.partner_name
             and doc.outstanding == amount
             and normalize_name(doc.partner_name) == payer
         ):

@@ -11,6 +11,7 @@ __all__ = [
     "by_ids",
     "by_provider_ids",
     "count",
+    "existing_provider_ids",
     "insert_many",
     "list_page",
     "open_for_rematch",
@@ -18,6 +19,7 @@ __all__ = [
     "set_match_result",
 ]
 
+_VERDICT = ["match_state", "explanation", "suggestions"]
 _COLUMNS = [
     "provider_transaction_id",
     "booking_date",
@@ -48,24 +50,49 @@ async def insert_many(
             insert into transactions (tenant_id, connection_id, provider_transaction_id,
                 booking_date, value_date, amount, currency, counterparty_name,
                 counterparty_account, variable_symbol, specific_symbol, constant_symbol,
-                remittance_information, payment_key)
+                remittance_information, payment_key, match_state, explanation, suggestions)
             select $1, $2, r.provider_transaction_id, r.booking_date, r.value_date, r.amount,
                 r.currency, r.counterparty_name, r.counterparty_account, r.variable_symbol,
-                r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key
+                r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key,
+                coalesce(r.match_state, 'UNMATCHED'), r.explanation,
+                coalesce(r.suggestions, '[]'::jsonb)
             from rows from (jsonb_to_recordset($3::jsonb) as (provider_transaction_id text,
                 booking_date date, value_date date, amount numeric, currency text,
                 counterparty_name text, counterparty_account text, variable_symbol text,
                 specific_symbol text, constant_symbol text, remittance_information text,
-                payment_key text)) with ordinality as r
+                payment_key text, match_state text, explanation text, suggestions jsonb))
+                with ordinality as r
             order by r.ordinality
             on conflict (connection_id, provider_transaction_id) do nothing
             returning *
             """,
             tenant_id,
             connection_id,
-            [{c: row.get(c) for c in _COLUMNS} for row in rows],
+            [{c: row.get(c) for c in _COLUMNS + _VERDICT} for row in rows],
         )
     )
+
+
+# One probe of the (connection, provider id) unique index per id. With the tenant inside
+# the probe, or with `= any(array)`, a young table's plan scanned the connection's rows.
+_BY_PROVIDER_ID = """
+from unnest($3::text[]) k(v) cross join lateral (
+    select * from transactions
+    where connection_id = $2 and provider_transaction_id = k.v limit 1) x
+where x.tenant_id = $1
+"""
+
+
+async def existing_provider_ids(
+    conn: Connection, tenant_id: int, connection_id: int, provider_ids: Sequence[str]
+) -> set[str]:
+    rows = await conn.fetch(
+        f"select x.provider_transaction_id {_BY_PROVIDER_ID}",
+        tenant_id,
+        connection_id,
+        list(provider_ids),
+    )
+    return {r["provider_transaction_id"] for r in rows}
 
 
 async def by_provider_ids(
@@ -73,11 +100,7 @@ async def by_provider_ids(
 ) -> list[Record]:
     return list(
         await conn.fetch(
-            "select * from transactions where tenant_id = $1 and connection_id = $2"
-            " and provider_transaction_id = any($3)",
-            tenant_id,
-            connection_id,
-            list(provider_ids),
+            f"select x.* {_BY_PROVIDER_ID}", tenant_id, connection_id, list(provider_ids)
         )
     )
 
