@@ -105,6 +105,10 @@ create table bank_connections (
     consent_status         text check (consent_status in ('PENDING', 'VALID', 'EXPIRED', 'REVOKED', 'REJECTED')),
     consent_valid_until    timestamptz,
     consent_reference      text,
+    consent_granted_at     timestamptz,
+    -- reminders sent before expiry; set once by whichever replica sends them
+    consent_warned_8d_at   timestamptz,
+    consent_warned_2d_at   timestamptz,
     -- provider's resumable position (e.g. last movement id); advanced with the payments it fetched
     sync_cursor            jsonb,
     next_sync_at           timestamptz not null default now(),
@@ -120,6 +124,8 @@ create table bank_connections (
 );
 create index bank_connections_tenant on bank_connections (tenant_id, id);
 create index bank_connections_due on bank_connections (next_sync_at) where status = 'ACTIVE';
+create index bank_connections_consent on bank_connections (consent_valid_until)
+    where consent_status = 'VALID';
 
 create table transactions (
     id                       bigint generated always as identity primary key,

@@ -17,12 +17,16 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from . import db
+from .actions.connections import Sources
 from .api.context import AppState, Context, resolve_scope
 from .api.schema import schema
 from .auth import TokenVerifier
+from .clock import Clock
 from .config import Settings, get_settings
 from .errors import Unauthenticated
+from .providers.registry import polled_providers
 from .secrets import SettingsCipher, encryption_key
+from .workers.scheduler import Scheduler
 
 __all__ = ["create_app"]
 
@@ -64,8 +68,9 @@ class GraphQLApp(GraphQL[Context, None]):
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Starlette:
     settings = settings or get_settings()
+    clock = clock or Clock()
     state_ref: dict[str, AppState] = {}
 
     @asynccontextmanager
@@ -74,17 +79,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with pool.acquire() as conn:
             if await db.pending_migrations(conn):
                 await db.migrate(conn)
+        sources = Sources(
+            cipher=SettingsCipher(encryption_key(settings)),
+            providers=polled_providers(settings),
+            clock=clock,
+        )
+        scheduler = (
+            Scheduler(pool, settings, sources.cipher, dict(sources.providers), clock)
+            if settings.workers
+            else None
+        )
         state_ref["state"] = AppState(
             settings=settings,
             pool=pool,
             verifier=TokenVerifier(settings),
-            cipher=SettingsCipher(encryption_key(settings)),
+            sources=sources,
+            scheduler=scheduler,
         )
+        if scheduler is not None:
+            await scheduler.start()
         app.state.draining = False
         try:
             yield
         finally:
+            # Readiness fails first; then in-flight syncs finish and leases are given back.
             app.state.draining = True
+            if scheduler is not None:
+                await scheduler.stop()
             await pool.close()
 
     graphql_app = GraphQLApp(state_ref, settings)

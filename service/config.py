@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     # How far back `upsertDocuments` re-examines unmatched payments.
     rematch_window_days: int = 90
     log_level: str = "INFO"
+    # Where users reach this service (consent redirects); defaults to host and port.
+    public_url: str | None = None
+    # Pollers: how many syncs run at once in this process, how long a lease lasts, and how
+    # often the scheduler looks for due connections.
+    sync_concurrency: int = 4
+    lease_seconds: int = 120
+    scheduler_tick_seconds: float = 1.0
+    sync_timeout_seconds: float = 60.0
+    workers: bool = True
 
     @property
     def embedded(self) -> bool:

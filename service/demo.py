@@ -11,9 +11,12 @@ from asyncpg import Pool
 
 from .actions import connections as connection_actions
 from .actions import documents as document_actions
+from .actions.connections import Sources
 from .actions.scope import Scope
 from .auth import Plan, Role, issue_token
+from .clock import Clock
 from .config import Settings
+from .providers.registry import polled_providers
 from .secrets import SettingsCipher, encryption_key
 from .store import connections as connections_store
 from .store import tenants as tenants_store
@@ -134,9 +137,27 @@ async def seed_demo(pool: Pool, settings: Settings, today: date | None = None) -
     await document_actions.upsert_documents(
         pool, scope, _documents(today or date.today()), max_batch=1000
     )
-    if not any(c["provider"] == "PUSH" and c["status"] != "DISCONNECTED" for c in existing):
-        cipher = SettingsCipher(encryption_key(settings))
+    sources = Sources(
+        cipher=SettingsCipher(encryption_key(settings)),
+        providers=polled_providers(settings),
+        clock=Clock(),
+    )
+    live = {c["provider"] for c in existing if c["status"] != "DISCONNECTED"}
+    if "PUSH" not in live:
         await connection_actions.connect(
-            pool, scope, cipher, {"provider": "PUSH", "name": "Webshop payments (push)"}
+            pool, scope, sources, {"provider": "PUSH", "name": "Webshop payments (push)"}
+        )
+    if "SANDBOX" not in live:
+        # The simulated bank: a payment every few seconds against the demo's open documents.
+        await connection_actions.connect(
+            pool,
+            scope,
+            sources,
+            {
+                "provider": "SANDBOX",
+                "name": "Sandbox bank",
+                "poll_interval_seconds": 10,
+                "settings": {"paymentsPerMinute": 12},
+            },
         )
     return issue_token(settings, "demo", Role.OWNER, "owner@demo")

@@ -113,7 +113,7 @@ def test_demo_seeds_idempotently_and_prints_a_working_token(cli_env: dict[str, s
     )
     assert check.returncode == 0, check.stderr
     counts = check.stdout.split()
-    assert counts == ["8", "1", "PUSH", "HUF,CZK"], counts
+    assert counts == ["8", "2", "PUSH,SANDBOX", "HUF,CZK"], counts
 
 
 # Queries the demo through the real app in-process, as the token's tenant sees it.
@@ -130,7 +130,8 @@ async def main():
             r = await c.post("/graphql", json={"query": q}, headers={"Authorization": "Bearer " + sys.argv[1]})
             d = r.json()["data"]
             currencies = ",".join(dict.fromkeys(e["node"]["currency"] for e in d["documents"]["edges"]))
-            print(d["documents"]["totalCount"], len(d["connections"]), d["connections"][0]["provider"],
+            print(d["documents"]["totalCount"], len(d["connections"]),
+                  ",".join(sorted(c["provider"] for c in d["connections"])),
                   ",".join(sorted(set(currencies.split(",")), reverse=True)))
 
 asyncio.run(main())

@@ -11,29 +11,32 @@ from asyncpg import Pool, Record
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
+from ..actions.connections import Sources
 from ..actions.scope import Scope
 from ..auth import AuthError, Plan, Principal, TokenVerifier
 from ..config import Settings
 from ..errors import Unauthenticated
-from ..secrets import SettingsCipher
 from ..store import allocations as allocations_store
 from ..store import connections as connections_store
 from ..store import documents as documents_store
 from ..store import partners as partners_store
 from ..store import tenants as tenants_store
 from ..store import transactions as transactions_store
+from ..workers.scheduler import Scheduler
 
 __all__ = ["AppState", "Context", "resolve_scope"]
 
 
 @dataclass(slots=True)
 class AppState:
-    """What every request shares: settings, the pool, the token verifier, the cipher."""
+    """What every request shares: settings, the pool, the token verifier, the payment
+    sources (with the settings cipher and the clock) and this process's poll scheduler."""
 
     settings: Settings
     pool: Pool
     verifier: TokenVerifier
-    cipher: SettingsCipher
+    sources: Sources
+    scheduler: Scheduler | None = None
 
 
 async def resolve_scope(state: AppState, authorization: str | None) -> Scope:

@@ -91,6 +91,12 @@ def _report(info: Info, problems: Sequence[RecordProblem]) -> list[RecordError]:
     ]
 
 
+def _wake_scheduler(info: Info) -> None:
+    """A connection became pollable: look for due work now rather than at the next tick."""
+    if info.context.state.scheduler is not None:
+        info.context.state.scheduler.wake()
+
+
 def _id(value: strawberry.ID, what: str) -> int:
     parsed = parse_id(value)
     if parsed is None:
@@ -136,11 +142,12 @@ class Mutation:
         self, info: Info, input: ConnectBankSyncInput
     ) -> ConnectBankSyncPayload:
         scope = await info.context.scope()
-        row = await connection_actions.connect(
-            info.context.pool, scope, info.context.state.cipher, as_record(input)
+        row, redirect = await connection_actions.connect(
+            info.context.pool, scope, info.context.state.sources, as_record(input)
         )
+        _wake_scheduler(info)
         return ConnectBankSyncPayload(
-            connection=BankConnection.from_row(row), consent_redirect_url=None
+            connection=BankConnection.from_row(row), consent_redirect_url=redirect
         )
 
     @strawberry.mutation(
@@ -151,25 +158,26 @@ class Mutation:
     )
     async def complete_consent(self, info: Info, connection_id: strawberry.ID) -> BankConnection:
         scope = await info.context.scope()
-        scope.require_connection_admin()
-        row = await connection_actions.get(
-            info.context.pool, scope, _id(connection_id, "connection")
+        row = await connection_actions.complete_consent(
+            info.context.pool, scope, info.context.state.sources, _id(connection_id, "connection")
         )
-        raise NotAvailableYet(
-            f"connection {row['id']} ({row['provider']}) has no bank consent to complete"
-        )
+        _wake_scheduler(info)
+        return BankConnection.from_row(row)
 
     @strawberry.mutation(extensions=MANAGES_CONNECTIONS())
     async def renew_consent(
-        self, info: Info, connection_id: strawberry.ID
+        self, info: Info, connection_id: strawberry.ID, redirect_uri: str | None = None
     ) -> ConnectBankSyncPayload:
         scope = await info.context.scope()
-        scope.require_connection_admin()
-        row = await connection_actions.get(
-            info.context.pool, scope, _id(connection_id, "connection")
+        row, redirect = await connection_actions.renew_consent(
+            info.context.pool,
+            scope,
+            info.context.state.sources,
+            _id(connection_id, "connection"),
+            redirect_uri,
         )
-        raise NotAvailableYet(
-            f"connection {row['id']} ({row['provider']}) has no bank consent to renew"
+        return ConnectBankSyncPayload(
+            connection=BankConnection.from_row(row), consent_redirect_url=redirect
         )
 
     @strawberry.mutation(
@@ -181,7 +189,7 @@ class Mutation:
     ) -> BankConnection:
         scope = await info.context.scope()
         row = await connection_actions.disconnect(
-            info.context.pool, scope, _id(connection_id, "connection")
+            info.context.pool, scope, info.context.state.sources, _id(connection_id, "connection")
         )
         return BankConnection.from_row(row)
 
@@ -198,13 +206,11 @@ class Mutation:
     @strawberry.mutation(extensions=BANK_DATA())
     async def sync_now(self, info: Info, connection_id: strawberry.ID) -> SyncRun:
         scope = await info.context.scope()
-        row = await connection_actions.get(
-            info.context.pool, scope, _id(connection_id, "connection")
-        )
-        raise NotAvailableYet(
-            f"connection {row['id']} is a {row['provider']} connection: it is not polled;"
-            " its source delivers payments through ingestTransactions"
-        )
+        scheduler = info.context.state.scheduler
+        if scheduler is None:
+            raise NotAvailableYet("this process runs no pollers (RECON_WORKERS=false)")
+        row = await scheduler.sync_now(scope.tenant_id, _id(connection_id, "connection"))
+        return SyncRun.from_row(row)
 
     @strawberry.mutation(
         extensions=BANK_DATA(),

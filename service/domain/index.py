@@ -25,7 +25,6 @@ from service.domain.matcher import (
 )
 from service.domain.models import OpenDocument, Payment
 from service.domain.references import (
-    deletes,
     has_digit,
     normalize_name,
     normalize_reference,
@@ -44,8 +43,12 @@ _PREFIX_FETCH = 8 * (MAX_TRUNCATION_HITS + 1)
 _PENDING_LIMIT = 512
 
 
-def _hash(s: str) -> int:
-    return hash(s) & _MASK
+_POSITION = 0x9E3779B97F4A7C15  # odd multiplier that spreads positions over the hash
+
+
+def _deletion_key(s: str, i: int) -> int:
+    """Key of `s` with its character at position `i` removed, the position included."""
+    return (hash(s[:i] + s[i + 1 :]) + i * _POSITION) & _MASK
 
 
 def _payer_hash(name: str, outstanding: Decimal) -> int:
@@ -286,12 +289,18 @@ class DocumentIndex:
 
     @staticmethod
     def _fuzzy_keys(*values: str | None) -> set[int]:
-        # Values shorter than MIN_NEAR_LENGTH are found from the payment side (its deletions
-        # are looked up among the exact keys), so their own deletions need not be stored.
+        """Positional deletion keys: one per character of each number or symbol.
+
+        Unlike plain symmetric deletes, the position makes a shared key mean one substitution
+        (same position) or one swap (adjacent positions), never two edits; with dense
+        numbering that keeps the candidates of a typo to its true neighbours. Values shorter
+        than MIN_NEAR_LENGTH are found from the payment side instead (its deletions are
+        looked up among the exact keys).
+        """
         keys: set[int] = set()
         for value in values:
             if value is not None and len(value) >= MIN_NEAR_LENGTH and has_digit(value):
-                keys.update(_hash(d) for d in deletes(value))
+                keys.update(_deletion_key(value, i) for i in range(len(value)))
         return keys
 
     # -- queries -------------------------------------------------------------------------------
@@ -348,15 +357,37 @@ class DocumentIndex:
                     add(number[key])
                 if key in order:
                     add(order[key])
+        # One edit away, from the same sources as `lookup.fuzzy` (near tokens and symbols) but
+        # with positional keys, see `_fuzzy_keys`.
         vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
-        for key in lookup.fuzzy:
-            h = _hash(key)
-            if h in fuzzy:
-                add(fuzzy[h])
-            # A payment value one character too long: one of its deletions is the exact value.
-            for exact in (number, order, vs, ss):
-                if key in exact:
-                    add(exact[key])
+        sources = list(lookup.prefixes)
+        for symbol in (lookup.variable_symbol, lookup.specific_symbol):
+            if symbol is not None and len(symbol) >= MIN_NEAR_LENGTH:
+                sources.append(symbol)
+        for value in sources:
+            length = len(value)
+            base = hash(value)
+            for i in range(length + 1):
+                # The document has one character more, at position i: its deletion is `value`.
+                h = (base + i * _POSITION) & _MASK
+                if h in fuzzy:
+                    add(fuzzy[h])
+                if i == length:
+                    break
+                shorter = value[:i] + value[i + 1 :]
+                hashed = hash(shorter)
+                # Typo at position i: both lose the same position.
+                h = (hashed + i * _POSITION) & _MASK
+                if h in fuzzy:
+                    add(fuzzy[h])
+                # Swap of positions i, i+1: the document loses the character at i + 1.
+                h = (hashed + (i + 1) * _POSITION) & _MASK
+                if i + 1 < length and h in fuzzy:
+                    add(fuzzy[h])
+                # The payment has one character too many: its deletion is the exact value.
+                for exact in (number, order, vs, ss):
+                    if shorter in exact:
+                        add(exact[shorter])
         if lookup.counterparty_name is not None and lookup.amount is not None:
             h = _payer_hash(lookup.counterparty_name, lookup.amount)
             if h in self._payer:

@@ -7,7 +7,7 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-__all__ = ["by_ids", "count", "list_page", "lock", "upsert_many"]
+__all__ = ["by_ids", "count", "list_page", "lock", "open_hints", "upsert_many"]
 
 _STATE_SQL = {
     "UNPAID": "d.paid_amount <= 0",
@@ -139,5 +139,22 @@ async def lock(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Rec
             "select * from documents where tenant_id = $1 and id = any($2) order by id for update",
             tenant_id,
             sorted(set(ids)),
+        )
+    )
+
+
+async def open_hints(conn: Connection, tenant_id: int, limit: int) -> list[Record]:
+    """A sample of open documents with their payer, newest first (the sandbox bank's payers)."""
+    return list(
+        await conn.fetch(
+            """
+            select d.number, d.total - d.paid_amount as total, d.currency, d.variable_symbol,
+                   d.order_number, p.name as partner_name, p.identifier as partner_identifier
+            from documents d left join partners p on p.id = d.partner_id
+            where d.tenant_id = $1 and d.paid_amount < d.total
+            order by d.id desc limit $2
+            """,
+            tenant_id,
+            limit,
         )
     )

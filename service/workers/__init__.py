@@ -1,0 +1,1 @@
+"""Background work: polling payment sources and watching consents."""
