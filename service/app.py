@@ -24,6 +24,7 @@ from .auth import TokenVerifier
 from .clock import Clock
 from .config import Settings, get_settings
 from .errors import Unauthenticated
+from .events import EventHub
 from .providers.registry import polled_providers
 from .secrets import SettingsCipher, encryption_key
 from .workers.scheduler import Scheduler
@@ -84,19 +85,21 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             providers=polled_providers(settings),
             clock=clock,
         )
-        scheduler = (
-            Scheduler(pool, settings, sources.cipher, dict(sources.providers), clock)
-            if settings.workers
-            else None
-        )
+        # Every process can run a sync on request (syncNow); only with workers on does it
+        # also poll in the background.
+        scheduler = Scheduler(pool, settings, sources.cipher, dict(sources.providers), clock)
+        # Live events: one LISTEN connection and fan-out per process.
+        hub = app.state.hub = EventHub(pool, db.database_url(settings))
+        await hub.start()
         state_ref["state"] = AppState(
             settings=settings,
             pool=pool,
             verifier=TokenVerifier(settings),
             sources=sources,
             scheduler=scheduler,
+            hub=hub,
         )
-        if scheduler is not None:
+        if settings.workers:
             await scheduler.start()
         app.state.draining = False
         try:
@@ -104,8 +107,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         finally:
             # Readiness fails first; then in-flight syncs finish and leases are given back.
             app.state.draining = True
-            if scheduler is not None:
-                await scheduler.stop()
+            await scheduler.stop()
+            await hub.stop()  # ends subscriptions (they get a resume cursor) before the pool
             await pool.close()
 
     graphql_app = GraphQLApp(state_ref, settings)

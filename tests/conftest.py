@@ -68,6 +68,8 @@ def settings(database_url: str, data_dir: Path) -> Settings:
         jwt_secret="test-secret-" + "x" * 40,
         max_page_size=100,
         max_batch_size=500,
+        # Background polling off: tests that poll drive their own schedulers and clocks.
+        workers=False,
     )
 
 

@@ -207,8 +207,7 @@ class Mutation:
     async def sync_now(self, info: Info, connection_id: strawberry.ID) -> SyncRun:
         scope = await info.context.scope()
         scheduler = info.context.state.scheduler
-        if scheduler is None:
-            raise NotAvailableYet("this process runs no pollers (RECON_WORKERS=false)")
+        assert scheduler is not None
         row = await scheduler.sync_now(scope.tenant_id, _id(connection_id, "connection"))
         return SyncRun.from_row(row)
 

@@ -10,6 +10,7 @@ and payments nobody can place.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -57,6 +58,8 @@ class SandboxBank:
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         settings = request.settings
+        if settings.get("delaySeconds"):  # a slow bank, for trying timeouts and shutdowns
+            await asyncio.sleep(float(settings["delaySeconds"]))
         if settings.get("fail"):
             raise ProviderError(f"sandbox bank: simulated failure ({settings['fail']})")
         rate = float(settings.get("paymentsPerMinute", 6))
