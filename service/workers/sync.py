@@ -20,6 +20,7 @@ from ..store import connections as connections_store
 from ..store import documents as documents_store
 from ..store import events as events_store
 from ..store import sync_runs as sync_runs_store
+from ..telemetry import tracer
 
 __all__ = ["LeaseLost", "Syncer", "backoff"]
 
@@ -73,7 +74,9 @@ class Syncer:
             await sync_runs_store.abandon_running(conn, connection_id, started)
             run = await sync_runs_store.start(conn, tenant_id, connection_id, started)
         try:
-            return await self._sync(claimed, run["id"])
+            with tracer.start_as_current_span(f"sync {claimed['provider']}") as span:
+                span.set_attribute("recon.connection_id", connection_id)
+                return await self._sync(claimed, run["id"])
         except LeaseLost:
             log.warning(
                 "connection %s: lease lost during sync; the new holder syncs it", connection_id
