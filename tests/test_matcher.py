@@ -33,6 +33,7 @@ from service.domain.models import (
     PaymentState,
     payment_state,
 )
+from service.domain.references import edit_distance
 
 INV, PRO, ORD = DocumentKind.INVOICE, DocumentKind.PROFORMA, DocumentKind.ORDER
 K = MatchKey
@@ -709,3 +710,25 @@ def test_apply_allocations_keeps_only_positive_shares() -> None:
     a, b = doc(1, "E-1", "100"), doc(2, "E-2", "100")
     assert apply_allocations(Decimal("60"), [a, b]) == [(a, Decimal("60"))]
     assert apply_allocations(Decimal("160"), [a, b]) == [(a, Decimal("100")), (b, Decimal("60"))]
+
+
+def test_index_fetches_few_candidates_for_a_typo_in_dense_numbering() -> None:
+    """Positional deletion keys: a typo's candidates are its neighbours, not half the series."""
+    index = DocumentIndex(doc(n, f"N-{n}", "100") for n in range(10_000, 20_000))
+    token = "N-12354"  # 12345 with two digits swapped
+    candidates = index.candidates(lookup_for(pay("100", token), BROAD))
+    numbers = {c.number for c in candidates}
+    one_edit_away = {f"N-{n}" for n in range(10_000, 20_000) if edit_distance(f"N-{n}", token) == 1}
+    assert one_edit_away <= numbers  # every true neighbour, the swap N-12345 among them
+    assert all(edit_distance(n, token) <= 2 for n in numbers)
+    # a typo key and a swap key per position: about twice the true neighbours, not hundreds
+    assert len(numbers) <= 2 * len(one_edit_away) + 10
+
+
+def test_hostile_symbols_are_bounded() -> None:
+    payment = pay("100", None, variable_symbol="1" * 100_000, specific_symbol="2" * 100_000)
+    lookup = lookup_for(payment, BROAD)
+    assert lookup.fuzzy == ()  # no near-miss search on a symbol no bank would send
+    assert run([doc(1, "E-1", "100", variable_symbol="1" * 99_999)], payment).state is (
+        MatchState.UNMATCHED
+    )

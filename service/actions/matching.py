@@ -125,10 +125,11 @@ async def decide_batch(
 ) -> list[Decision]:
     """Decide a batch of payments in order, reading candidates in two queries.
 
-    Exact keys are fetched for the whole batch first; only payments they do not match get
-    near-miss candidates. Allocations made earlier in the batch are seen by later payments
-    (the in-memory index is updated as decisions are made). Reads only; the caller holds the
-    tenant's matching lock (`matching_store.lock_tenant`).
+    Exact keys are fetched for the whole batch first; only payments whose references hit
+    nothing get near-miss candidates (those never change what exact hits decide).
+    Allocations made earlier in the batch are seen by later payments (the in-memory index is
+    updated as decisions are made). Reads only; the caller holds the tenant's matching lock
+    (`matching_store.lock_tenant`).
     """
     exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
     index = DocumentIndex()
@@ -140,7 +141,8 @@ async def decide_batch(
         first = decide(payment, index.candidates(lookup), cfg)
         if first.state is MatchState.MATCHED:
             index.apply(first)
-        elif payment.amount > 0:
+        elif first.state is MatchState.UNMATCHED and payment.amount > 0:
+            # No exact reference hit anything; near misses can only add suggestions.
             pending.append((position, lookup_for(payment, cfg)))
             decisions.append(None)
             continue

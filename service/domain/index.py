@@ -3,8 +3,9 @@
 Every lookup key is a dict probe or a bisect in a sorted list, so fetching candidates costs
 O(references in the payment) whatever the number of documents. Memory per document is kept low
 (one million documents must fit comfortably): postings hold a bare document id until a second
-document shares the key, the one-edit (deletion) keys are stored as 60-bit hashes instead of
-strings, and normalized keys reuse the document's own string objects when they are equal.
+document shares the key, the one-edit keys (a deletion and its position) are stored as 60-bit
+hashes instead of strings, and normalized keys reuse the document's own string objects when
+they are equal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from service.domain.matcher import (
+    MAX_TOKEN_LENGTH,
     MAX_TRUNCATION_HITS,
     MIN_NEAR_LENGTH,
     Decision,
@@ -299,7 +301,12 @@ class DocumentIndex:
         """
         keys: set[int] = set()
         for value in values:
-            if value is not None and len(value) >= MIN_NEAR_LENGTH and has_digit(value):
+            # Longer than a token plus one, a value is never one edit from a payment's.
+            if (
+                value is not None
+                and MIN_NEAR_LENGTH <= len(value) <= MAX_TOKEN_LENGTH + 1
+                and has_digit(value)
+            ):
                 keys.update(_deletion_key(value, i) for i in range(len(value)))
         return keys
 
@@ -362,7 +369,7 @@ class DocumentIndex:
         vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
         sources = list(lookup.prefixes)
         for symbol in (lookup.variable_symbol, lookup.specific_symbol):
-            if symbol is not None and len(symbol) >= MIN_NEAR_LENGTH:
+            if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
                 sources.append(symbol)
         for value in sources:
             length = len(value)

@@ -208,10 +208,14 @@ class Lookup:
 
     Exact keys: `tokens` (document number, order number, partner identifier equal to a token),
     the symbols and `payment_key`. Near-miss keys, filled only when `near_misses` is true:
-    `glued` (document/order numbers equal to one of these), `prefixes` (numbers that start or
-    end with one of these), `fuzzy` (numbers or symbols whose one-character-deleted forms, or
-    the values themselves, are in this set) and `counterparty_name` with `amount` (documents of
-    the partner of that name whose outstanding equals the amount). Everything is bounded.
+    `glued` (document/order numbers equal to one of these), `prefixes` (the digit-bearing
+    tokens near misses are looked for in: numbers that start or end with one of them),
+    `fuzzy` (their and the symbols' deletion neighbourhoods: fetch numbers and symbols equal to
+    a member, or one of whose own one-character deletions is a member; that finds everything
+    one edit away, and some two away, which `decide` then discards) and `counterparty_name`
+    with `amount` (documents of the partner of that name whose outstanding equals the amount).
+    Everything is bounded. `DocumentIndex` derives positional deletion keys from the same
+    sources instead of `fuzzy`, which fetches only true one-edit neighbours.
     """
 
     tokens: tuple[str, ...] = ()
@@ -325,7 +329,8 @@ def _lookup(payment: Payment, refs: _Refs, near_misses: bool) -> Lookup:
         fuzzy[token] = None
         fuzzy.update(dict.fromkeys(sorted(deletes(token))))
     for symbol in (refs.variable_symbol, refs.specific_symbol):
-        if symbol is not None and len(symbol) >= MIN_NEAR_LENGTH:
+        # A symbol is at most 10 digits; a hostile longer one gets no near-miss search.
+        if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
             fuzzy[symbol] = None
             fuzzy.update(dict.fromkeys(sorted(deletes(symbol))))
     return Lookup(
@@ -981,7 +986,7 @@ def _near_misses(
         symbols.append((_K.VARIABLE_SYMBOL, refs.variable_symbol))
     if refs.specific_symbol is not None and not ss_hit:
         symbols.append((_K.SPECIFIC_SYMBOL, refs.specific_symbol))
-    symbols = [(k, s) for k, s in symbols if len(s) >= MIN_NEAR_LENGTH]
+    symbols = [(k, s) for k, s in symbols if MIN_NEAR_LENGTH <= len(s) <= MAX_TOKEN_LENGTH]
     payer = normalize_name(payment.counterparty_name)
 
     truncations: dict[str, list[tuple[OpenDocument, str]]] = {}
