@@ -135,6 +135,7 @@ async def decide_batch(
     index = DocumentIndex()
     for doc in await matching_store.candidates(conn, tenant_id, exact, near=False):
         index.add(open_document(doc))
+    index.compact()  # sort the prefix lists once, rather than scan them on every lookup
     decisions: list[Decision | None] = []
     pending: list[tuple[int, Lookup]] = []
     for position, ((payment, cfg), lookup) in enumerate(zip(payments, exact, strict=True)):
@@ -154,6 +155,7 @@ async def decide_batch(
         for doc in fetched:
             if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
                 index.add(open_document(doc))
+        index.compact()
         for position, lookup in pending:
             payment, cfg = payments[position]
             decision = decide(payment, index.candidates(lookup), cfg)
