@@ -123,10 +123,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             async with state.pool.acquire(timeout=2) as conn:
                 pending = await db.pending_migrations(conn)
-        except Exception as exc:  # any database failure means: do not send traffic here
-            return JSONResponse(
-                {"status": "database unreachable", "error": str(exc)}, status_code=503
-            )
+        except Exception:  # any database failure means: do not send traffic here
+            log.warning("readiness check: database unreachable", exc_info=True)
+            return JSONResponse({"status": "database unreachable"}, status_code=503)
         if pending:
             return JSONResponse(
                 {"status": "migrations pending", "pending": pending}, status_code=503

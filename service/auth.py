@@ -61,6 +61,8 @@ class Principal:
     subject: str
     tenant_slug: str
     role: Role
+    # Unix time the token stops being valid; a long-lived WebSocket checks it on every use.
+    expires_at: float = float("inf")
 
     @property
     def sees_bank_data(self) -> bool:
@@ -91,7 +93,9 @@ class TokenVerifier:
         self._secret = jwt_secret(settings)
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
 
-    async def verify_header(self, header: str | None) -> Principal:
+    async def verify_header(self, header: object) -> Principal:
+        if not isinstance(header, str | None):
+            raise AuthError("the Authorization value must be a string: 'Bearer <token>'")
         if not header:
             raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
         scheme, _, token = header.strip().partition(" ")
@@ -109,6 +113,15 @@ class TokenVerifier:
         }
         try:
             header = jwt.get_unverified_header(token)
+            if (
+                self._jwks is not None
+                and header.get("alg") != "RS256"
+                and not self._settings.jwt_secret
+            ):
+                # With an identity provider configured, the generated local secret signs nothing.
+                raise AuthError(
+                    "invalid token: only RS256 tokens from the identity provider are accepted"
+                )
             if header.get("alg") == "RS256" and self._jwks is not None:
                 # PyJWKClient fetches synchronously (and caches); keep it off the event loop.
                 key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
@@ -125,4 +138,9 @@ class TokenVerifier:
             raise AuthError(f"invalid token: unknown role {claims['role']!r}") from None
         if not isinstance(claims["tenant"], str) or not isinstance(claims["sub"], str):
             raise AuthError("invalid token: 'tenant' and 'sub' must be strings")
-        return Principal(subject=claims["sub"], tenant_slug=claims["tenant"], role=role)
+        return Principal(
+            subject=claims["sub"],
+            tenant_slug=claims["tenant"],
+            role=role,
+            expires_at=float(claims["exp"]),
+        )

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = 1.0
     sync_timeout_seconds: float = 60.0
     workers: bool = True
+    # Offer the simulated bank (SANDBOX connections).
+    sandbox: bool = True
     # "console" prints spans; unset leaves tracing to a provider the deployment installs.
     tracing: str | None = None
 

@@ -198,7 +198,7 @@ async def test_a_poller_killed_mid_run_loses_and_doubles_nothing(
         pool,
         "select count(*) from sync_runs where connection_id = $1 and status = 'SUCCEEDED'",
         cid,
-        timeout=40,
+        within=40,
     )
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=30)

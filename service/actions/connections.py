@@ -78,8 +78,10 @@ def _check_list(name: str, values: list[str] | None) -> list[str] | None:
     return sorted(set(values))
 
 
-def settings_context(tenant_id: int, provider: str) -> bytes:
-    return f"recon:connection-settings:{tenant_id}:{provider}".encode()
+def settings_context(tenant_id: int, provider: str, connection_id: int) -> bytes:
+    """Authenticated data of a connection's encrypted settings: a ciphertext copied onto
+    another connection, even of the same tenant and source, does not decrypt."""
+    return f"recon:connection-settings:{tenant_id}:{provider}:{connection_id}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,9 @@ class Sources:
 def _settings_of(sources: Sources, row: Record, blob: bytes | None) -> dict[str, Any]:
     if blob is None:
         return {}
-    plain = sources.cipher.decrypt(blob, settings_context(row["tenant_id"], row["provider"]))
+    plain = sources.cipher.decrypt(
+        blob, settings_context(row["tenant_id"], row["provider"], row["id"])
+    )
     settings: dict[str, Any] = json.loads(plain)
     return settings
 
@@ -120,6 +124,11 @@ async def connect(
     if len(blob) > _MAX_SETTINGS_BYTES:
         raise BadUserInput("settings are too large", field="settings")
     _check_interval(data.get("poll_interval_seconds"))
+    if provider is not None:
+        try:
+            provider.check_settings(settings)
+        except ValueError as exc:
+            raise BadUserInput(str(exc), field="settings") from None
     name = (data.get("name") or "").strip() or provider_name.replace("_", " ").title()
     now = sources.clock.now()
     consent = provider is not None and provider.requires_consent(settings)
@@ -128,7 +137,7 @@ async def connect(
         if provider and consent
         else None
     )
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         row = await connections_store.create(
             conn,
             scope.tenant_id,
@@ -142,12 +151,18 @@ async def connect(
                 or sorted(k.value for k in DocumentKind),
                 "match_keys": _check_list("matchKeys", data.get("match_keys"))
                 or _default_keys(provider_name),
-                "settings_encrypted": sources.cipher.encrypt(
-                    blob, settings_context(scope.tenant_id, provider_name)
-                ),
+                "settings_encrypted": b"",  # sealed below, bound to the new id
                 "consent_status": "PENDING" if consent else None,
                 "consent_valid_until": None,
             },
+        )
+        await connections_store.set_settings(
+            conn,
+            scope.tenant_id,
+            row["id"],
+            sources.cipher.encrypt(
+                blob, settings_context(scope.tenant_id, provider_name, row["id"])
+            ),
         )
         if start is not None:
             row = await connections_store.update(
@@ -180,6 +195,7 @@ async def complete_consent(
 ) -> Record:
     """The user is back from the bank: ask the bank whether the consent is granted."""
     scope.require_connection_admin()
+    scope.require_bank_sync_plan()
     async with pool.acquire() as conn, conn.transaction():
         row, provider, settings = await _consent_connection(conn, scope, sources, connection_id)
         if not row["consent_reference"]:

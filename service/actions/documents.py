@@ -88,8 +88,24 @@ async def upsert_documents(
         await matching_store.lock_tenant(conn, scope.tenant_id)
         wanted = sorted({r["partner_external_id"] for _, r in checked if r["partner_external_id"]})
         partner_ids = await partners_store.ids_by_external_id(conn, scope.tenant_id, wanted)
+        paid = await documents_store.paid_currencies(
+            conn, scope.tenant_id, [(r["kind"], r["number"]) for _, r in checked]
+        )
         rows = []
         for index, row in checked:
+            held = paid.get((row["kind"], row["number"]))
+            if held is not None and held != row["currency"]:
+                row.pop("partner_external_id")
+                result.problems.append(
+                    RecordProblem(
+                        index,
+                        "currency",
+                        f"the document already has payments in {held}; its currency cannot"
+                        " change (unmatch them first)",
+                        row["number"],
+                    )
+                )
+                continue
             ext = row.pop("partner_external_id")
             if ext is not None and ext not in partner_ids:
                 result.problems.append(

@@ -98,6 +98,7 @@ async def ingest_transactions(
     max_batch: int,
 ) -> BatchResult:
     scope.require_bank_data()
+    scope.require_bank_sync_plan()
     if len(items) > max_batch:
         raise BadUserInput(f"at most {max_batch} transactions per call; got {len(items)}")
     records, problems = check_records(items)

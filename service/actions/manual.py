@@ -37,6 +37,9 @@ def _plan(
     takes what is left of the payment after the ones before it."""
     currency = payment["currency"].strip()
     left = payment["amount"]
+    # Documents named without an amount get up to what they still owe, in the order named;
+    # the last of them takes whatever is left (as the matcher splits a payment).
+    last_open = max((i for i, (_, amount) in enumerate(wanted) if amount is None), default=-1)
     plan: list[tuple[Record, Decimal]] = []
     for position, (doc_id, amount) in enumerate(wanted):
         doc = documents[doc_id]
@@ -47,7 +50,8 @@ def _plan(
                 field=f"allocations.{position}",
             )
         if amount is None:
-            amount = left
+            owed = doc["total"] - doc["paid_amount"]
+            amount = left if position == last_open else min(left, owed)
         else:
             try:
                 amount = parse_amount(amount, currency)

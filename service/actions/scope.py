@@ -18,6 +18,7 @@ class Scope:
     plan: Plan
     subject: str
     role: Role
+    expires_at: float = float("inf")
 
     @property
     def sees_bank_data(self) -> bool:

@@ -206,6 +206,7 @@ class Mutation:
     @strawberry.mutation(extensions=BANK_DATA())
     async def sync_now(self, info: Info, connection_id: strawberry.ID) -> SyncRun:
         scope = await info.context.scope()
+        scope.require_bank_sync_plan()
         scheduler = info.context.state.scheduler
         assert scheduler is not None
         row = await scheduler.sync_now(scope.tenant_id, _id(connection_id, "connection"))

@@ -47,6 +47,7 @@ class ErrorCodes(SchemaExtension):
             return
         if extra:
             result.errors = [*(result.errors or []), *extra]
+            extra.clear()  # a socket's context lives on; the next operation starts clean
         if result.errors:
             result.errors = [_with_code(e) for e in result.errors]
 

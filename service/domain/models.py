@@ -57,7 +57,8 @@ class PaymentState(StrEnum):
 def payment_state(total: Decimal, paid: Decimal) -> PaymentState:
     """The paid state of a document from its total and the sum of its allocations."""
     if paid <= 0:
-        return PaymentState.UNPAID
+        # Nothing is owed on a zero total: it is paid, consistent with fullyPaid.
+        return PaymentState.UNPAID if total > 0 else PaymentState.PAID
     if paid < total:
         return PaymentState.PARTIALLY_PAID
     if paid == total:

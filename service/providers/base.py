@@ -83,6 +83,10 @@ class Provider(Protocol):
 
     def requires_consent(self, settings: Mapping[str, Any]) -> bool: ...
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise ValueError, with a message for the user, for settings the source refuses."""
+        ...
+
     async def fetch(self, request: FetchRequest) -> FetchResult: ...
 
     async def start_consent(

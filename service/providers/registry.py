@@ -13,4 +13,7 @@ def polled_providers(settings: Settings) -> dict[str, Provider]:
     """Sources the scheduler polls, by Provider enum name. PUSH is not polled: partner
     systems deliver its payments through ingestTransactions."""
     public = settings.public_url or f"http://{settings.host}:{settings.port}"
-    return {"SANDBOX": SandboxBank(public)}
+    sources: dict[str, Provider] = {}
+    if settings.sandbox:  # the simulated bank is for laptops and demos; production turns it off
+        sources["SANDBOX"] = SandboxBank(public)
+    return sources

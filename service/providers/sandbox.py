@@ -26,6 +26,8 @@ _NAMES = ["Kovács Péter", "Nagy Anna", "Szabó Kft.", "Novák Jan", "Dvořáko
 _HU_WORDS = ["szamla", "befizetes", "dijbekero", "koszonom", "rendeles"]
 _CZ_WORDS = ["platba", "faktura", "uhrada", "objednavka"]
 _CONSENT_DAYS = 90
+# What a connection may ask of the simulated bank: (setting, lowest, highest).
+_LIMITS = (("paymentsPerMinute", 0, 600), ("maxPerFetch", 1, 500), ("delaySeconds", 0, 30))
 
 
 def _swap(text: str, rng: random.Random) -> str:
@@ -52,6 +54,17 @@ class SandboxBank:
     def __init__(self, public_url: str = "http://127.0.0.1:8000") -> None:
         self._public_url = public_url.rstrip("/")
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        for key, low, high in _LIMITS:
+            if key in settings:
+                value = settings[key]
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not low <= value <= high
+                ):
+                    raise ValueError(f"settings.{key} must be a number from {low} to {high}")
+
     def requires_consent(self, settings: Mapping[str, Any]) -> bool:
         # Off by default, so the demo runs at once; on, it walks the PSD2 consent path.
         return bool(settings.get("consent"))
@@ -62,6 +75,7 @@ class SandboxBank:
             await asyncio.sleep(float(settings["delaySeconds"]))
         if settings.get("fail"):
             raise ProviderError(f"sandbox bank: simulated failure ({settings['fail']})")
+        self.check_settings(settings)  # stored settings were checked; this guards old rows
         rate = float(settings.get("paymentsPerMinute", 6))
         cap = int(settings.get("maxPerFetch", 50))
         cursor = dict(request.cursor or {})

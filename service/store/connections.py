@@ -151,6 +151,7 @@ async def claim_due(
                 select id from bank_connections
                 where status = 'ACTIVE' and provider = any($5::text[]) and next_sync_at <= $2
                   and (lease_expires_at is null or lease_expires_at < $2)
+                  and tenant_id in (select id from tenants where plan in ('DIGITAL', 'PROFI'))
                 order by next_sync_at limit $4
                 for update skip locked)
             returning {_WORKER}
@@ -173,7 +174,7 @@ async def claim_one(
         update bank_connections set lease_owner = $3,
             lease_expires_at = $4::timestamptz + make_interval(secs => $5)
         where tenant_id = $1 and id = $2
-          and (lease_expires_at is null or lease_expires_at < $4 or lease_owner = $3)
+          and (lease_expires_at is null or lease_expires_at < $4)
         returning {_WORKER}
         """,
         tenant_id,

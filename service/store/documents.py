@@ -7,12 +7,20 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-__all__ = ["by_ids", "count", "list_page", "lock", "open_hints", "upsert_many"]
+__all__ = [
+    "by_ids",
+    "count",
+    "list_page",
+    "lock",
+    "open_hints",
+    "paid_currencies",
+    "upsert_many",
+]
 
 _STATE_SQL = {
-    "UNPAID": "d.paid_amount <= 0",
+    "UNPAID": "d.paid_amount <= 0 and d.total > 0",
     "PARTIALLY_PAID": "d.paid_amount > 0 and d.paid_amount < d.total",
-    "PAID": "d.paid_amount > 0 and d.paid_amount = d.total",
+    "PAID": "d.paid_amount = d.total",
     "OVERPAID": "d.paid_amount > d.total",
 }
 
@@ -158,3 +166,20 @@ async def open_hints(conn: Connection, tenant_id: int, limit: int) -> list[Recor
             limit,
         )
     )
+
+
+async def paid_currencies(
+    conn: Connection, tenant_id: int, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(kind, number) -> currency of those documents that have active allocations."""
+    rows = await conn.fetch(
+        """
+        select d.kind, d.number, d.currency from unnest($2::text[], $3::text[]) k(kind, number)
+        join documents d on d.tenant_id = $1 and d.kind = k.kind and d.number = k.number
+        where d.paid_amount <> 0 or d.payment_count > 0
+        """,
+        tenant_id,
+        [k for k, _ in keys],
+        [n for _, n in keys],
+    )
+    return {(r["kind"], r["number"]): r["currency"].strip() for r in rows}

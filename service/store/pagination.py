@@ -27,6 +27,6 @@ def decode_cursor(cursor: str | None) -> int | None:
         position = int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor(f"cursor {cursor!r} is not a cursor this service issued") from None
-    if position < 0:
+    if not 0 <= position < 2**63:
         raise InvalidCursor(f"cursor {cursor!r} is not a cursor this service issued")
     return position

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import uuid
 from datetime import timedelta
 
 from asyncpg import Pool, Record
@@ -83,9 +84,12 @@ class Syncer:
             )
             return await self._close_run(run["id"], "FAILED", error="lease lost to another process")
         except Exception as exc:  # the poller never dies: every failure becomes a record
+            message = _describe(exc)
             if not isinstance(exc, ProviderError | TimeoutError):
-                log.exception("connection %s: sync failed", connection_id)
-            return await self._fail(claimed, run["id"], exc)
+                ref = uuid.uuid4().hex[:12]
+                log.exception("connection %s: sync failed (ref %s)", connection_id, ref)
+                message = f"internal error (ref {ref}); the operators have it in the log"
+            return await self._fail(claimed, run["id"], message, getattr(exc, "retry_after", None))
 
     async def _sync(self, claimed: Record, run_id: int) -> Record:
         connection_id, tenant_id = claimed["id"], claimed["tenant_id"]
@@ -93,7 +97,7 @@ class Syncer:
         settings = json.loads(
             self._cipher.decrypt(
                 bytes(claimed["settings_encrypted"]),
-                settings_context(tenant_id, claimed["provider"]),
+                settings_context(tenant_id, claimed["provider"], connection_id),
             )
         )
         hints: list[DocumentHint] = []
@@ -140,10 +144,10 @@ class Syncer:
                 },
             )
 
-    async def _fail(self, claimed: Record, run_id: int, exc: BaseException) -> Record:
-        message = _describe(exc)
+    async def _fail(
+        self, claimed: Record, run_id: int, message: str, retry_after: float | None
+    ) -> Record:
         failures = claimed["failure_count"] + 1
-        retry_after = getattr(exc, "retry_after", None)
         now = self._clock.now()
         delay = backoff(failures, claimed["poll_interval_seconds"], retry_after, self._rng)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -178,5 +182,4 @@ class Syncer:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the source did not answer in time"
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, ProviderError) else f"internal error: {text}"[:500]
+    return (str(exc) or type(exc).__name__)[:500]
