@@ -26,6 +26,7 @@ from .config import Settings, get_settings
 from .errors import Unauthenticated
 from .events import EventHub
 from .providers.registry import polled_providers
+from .sandbox_bank import consent_page
 from .secrets import SettingsCipher, encryption_key
 from .workers.scheduler import Scheduler
 
@@ -138,6 +139,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             Route("/readyz", readyz),
             Route("/graphql", graphql_app),
             WebSocketRoute("/graphql", graphql_app),
+            *(
+                [Route("/sandbox-bank/consent/{reference}", consent_page)]
+                if settings.sandbox
+                else []
+            ),
         ],
         lifespan=lifespan,
         max_body_size=settings.max_upload_bytes,

@@ -304,3 +304,14 @@ async def test_settings_are_never_returned(gql: GQL, make_tenant: MakeTenant) ->
     assert "s3cret" not in json.dumps(body)
     body = await gql('{ __type(name: "BankConnection") { fields { name } } }', token=t.token())
     assert "settings" not in [f["name"] for f in body["data"]["__type"]["fields"]]
+
+
+async def test_sandbox_consent_page_links_back_safely(http: object, server: object) -> None:
+    import httpx
+
+    assert isinstance(http, httpx.AsyncClient)
+    base = server.url  # type: ignore[attr-defined]
+    page = await http.get(f"{base}/sandbox-bank/consent/sbx-1", params={"redirect_uri": "https://app.example/back?x=1"})
+    assert page.status_code == 200 and 'href="https://app.example/back?x=1"' in page.text
+    evil = await http.get(f"{base}/sandbox-bank/consent/<script>", params={"redirect_uri": "javascript:alert(1)"})
+    assert "javascript:" not in evil.text and "<script>" not in evil.text
