@@ -7,6 +7,8 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
+from .pagination import count_rows, fetch_page, like_escape
+
 __all__ = [
     "by_ids",
     "count",
@@ -18,10 +20,10 @@ __all__ = [
 ]
 
 _STATE_SQL = {
-    "UNPAID": "d.paid_amount <= 0 and d.total > 0",
-    "PARTIALLY_PAID": "d.paid_amount > 0 and d.paid_amount < d.total",
-    "PAID": "d.paid_amount = d.total",
-    "OVERPAID": "d.paid_amount > d.total",
+    "UNPAID": "x.paid_amount <= 0 and x.total > 0",
+    "PARTIALLY_PAID": "x.paid_amount > 0 and x.paid_amount < x.total",
+    "PAID": "x.paid_amount = x.total",
+    "OVERPAID": "x.paid_amount > x.total",
 }
 
 _UPSERT = """
@@ -91,45 +93,33 @@ def _without_keys(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:
-    clauses = ["d.tenant_id = $1"]
+    clauses = ["x.tenant_id = $1"]
     args: list[Any] = [tenant_id]
     if flt.get("kind"):
         args.append(flt["kind"])
-        clauses.append(f"d.kind = ${len(args)}")
+        clauses.append(f"x.kind = ${len(args)}")
     if flt.get("payment_state"):
         clauses.append(_STATE_SQL[flt["payment_state"]])
     if flt.get("number"):
-        escaped = (
-            flt["number"].upper().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        )
+        escaped = like_escape(flt["number"].upper())
         args.append(escaped + "%")
-        clauses.append(f"d.number_norm like ${len(args)}")
+        clauses.append(f"x.number_norm like ${len(args)}")
     if flt.get("partner_id") is not None:
         args.append(flt["partner_id"])
-        clauses.append(f"d.partner_id = ${len(args)}")
+        clauses.append(f"x.partner_id = ${len(args)}")
     return " and ".join(clauses), args
 
 
 async def list_page(
     conn: Connection, tenant_id: int, flt: dict[str, Any], first: int, after: int | None
 ) -> list[Record]:
-    """Newest first; one row more than asked tells whether there is a next page."""
     where, args = _where(tenant_id, flt)
-    if after is not None:
-        args.append(after)
-        where += f" and d.id < ${len(args)}"
-    args.append(first + 1)
-    return list(
-        await conn.fetch(
-            f"select d.* from documents d where {where} order by d.id desc limit ${len(args)}",
-            *args,
-        )
-    )
+    return await fetch_page(conn, "documents", where, args, first, after)
 
 
 async def count(conn: Connection, tenant_id: int, flt: dict[str, Any]) -> int:
     where, args = _where(tenant_id, flt)
-    return int(await conn.fetchval(f"select count(*) from documents d where {where}", *args))
+    return await count_rows(conn, "documents", where, args)
 
 
 async def by_ids(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:

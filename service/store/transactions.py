@@ -7,6 +7,8 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
+from .pagination import count_rows, fetch_page, like_escape
+
 __all__ = [
     "by_ids",
     "by_provider_ids",
@@ -119,7 +121,7 @@ async def by_ids(
 
 
 def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:
-    clauses = ["t.tenant_id = $1"]
+    clauses = ["x.tenant_id = $1"]
     args: list[Any] = [tenant_id]
 
     def add(sql: str, value: Any) -> None:
@@ -127,19 +129,19 @@ def _where(tenant_id: int, flt: dict[str, Any]) -> tuple[str, list[Any]]:
         clauses.append(sql.format(f"${len(args)}"))
 
     if flt.get("connection_id") is not None:
-        add("t.connection_id = {}", flt["connection_id"])
+        add("x.connection_id = {}", flt["connection_id"])
     if flt.get("match_state"):
-        add("t.match_state = {}", flt["match_state"])
+        add("x.match_state = {}", flt["match_state"])
     if flt.get("booked_from"):
-        add("t.booking_date >= {}", flt["booked_from"])
+        add("x.booking_date >= {}", flt["booked_from"])
     if flt.get("booked_to"):
-        add("t.booking_date <= {}", flt["booked_to"])
+        add("x.booking_date <= {}", flt["booked_to"])
     if flt.get("search"):
-        needle = flt["search"].replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        needle = like_escape(flt["search"])
         add(
-            "(t.remittance_information ilike {0} or t.counterparty_name ilike {0}"
-            " or t.counterparty_account ilike {0} or t.variable_symbol ilike {0}"
-            " or t.provider_transaction_id ilike {0})",
+            "(x.remittance_information ilike {0} or x.counterparty_name ilike {0}"
+            " or x.counterparty_account ilike {0} or x.variable_symbol ilike {0}"
+            " or x.provider_transaction_id ilike {0})",
             f"%{needle}%",
         )
     return " and ".join(clauses), args
@@ -149,21 +151,12 @@ async def list_page(
     conn: Connection, tenant_id: int, flt: dict[str, Any], first: int, after: int | None
 ) -> list[Record]:
     where, args = _where(tenant_id, flt)
-    if after is not None:
-        args.append(after)
-        where += f" and t.id < ${len(args)}"
-    args.append(first + 1)
-    return list(
-        await conn.fetch(
-            f"select t.* from transactions t where {where} order by t.id desc limit ${len(args)}",
-            *args,
-        )
-    )
+    return await fetch_page(conn, "transactions", where, args, first, after)
 
 
 async def count(conn: Connection, tenant_id: int, flt: dict[str, Any]) -> int:
     where, args = _where(tenant_id, flt)
-    return int(await conn.fetchval(f"select count(*) from transactions t where {where}", *args))
+    return await count_rows(conn, "transactions", where, args)
 
 
 async def set_match_result(
