@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from asyncpg import Connection, Record
 
+from .pagination import fetch_page
+
 __all__ = ["abandon_running", "finish", "list_page", "start"]
 
 
 async def list_page(
     conn: Connection, tenant_id: int, connection_id: int | None, first: int, after: int | None
 ) -> list[Record]:
-    args: list[object] = [tenant_id, first + 1]
-    where = "tenant_id = $1"
+    where, args = "x.tenant_id = $1", [tenant_id]
     if connection_id is not None:
-        args.append(connection_id)
-        where += f" and connection_id = ${len(args)}"
-    if after is not None:
-        args.append(after)
-        where += f" and id < ${len(args)}"
-    return list(
-        await conn.fetch(f"select * from sync_runs where {where} order by id desc limit $2", *args)
-    )
+        where, args = where + " and x.connection_id = $2", [tenant_id, connection_id]
+    return await fetch_page(conn, "sync_runs", where, args, first, after)
 
 
 async def start(conn: Connection, tenant_id: int, connection_id: int, now: object) -> Record:
