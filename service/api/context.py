@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from ..actions.scope import Scope
 from ..auth import AuthError, Plan, Principal, TokenVerifier
 from ..config import Settings
 from ..errors import Unauthenticated
+from ..events import EventHub
 from ..store import allocations as allocations_store
 from ..store import connections as connections_store
 from ..store import documents as documents_store
@@ -37,6 +39,7 @@ class AppState:
     verifier: TokenVerifier
     sources: Sources
     scheduler: Scheduler | None = None
+    hub: EventHub | None = None
 
 
 async def resolve_scope(state: AppState, authorization: str | None) -> Scope:
@@ -56,6 +59,7 @@ async def resolve_scope(state: AppState, authorization: str | None) -> Scope:
         plan=Plan(tenant["plan"]),
         subject=principal.subject,
         role=principal.role,
+        expires_at=principal.expires_at,
     )
 
 
@@ -86,6 +90,9 @@ class Context:
         return self.state.settings
 
     async def scope(self) -> Scope:
+        if self._scope is not None and self._scope.expires_at <= time.time():
+            # A socket outlives its token: from expiry on, nothing more is answered on it.
+            raise Unauthenticated("the token has expired; reconnect with a new one")
         if self._scope is None:
             if self._auth_error is not None:
                 raise self._auth_error
