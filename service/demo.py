@@ -116,6 +116,37 @@ def _documents(today: date) -> list[dict[str, Any]]:
     ]
 
 
+def _more_documents(today: date, count: int = 50) -> list[dict[str, Any]]:
+    """Enough open documents that the sandbox bank keeps finding payers for a while."""
+    out: list[dict[str, Any]] = []
+    for n in range(count):
+        issued = today - timedelta(days=n % 20)
+        if n % 2:
+            out.append(
+                {
+                    "kind": "INVOICE",
+                    "number": f"FV2026{100 + n:03d}",
+                    "currency": "CZK",
+                    "total": Decimal(500 + 37 * n) + Decimal("0.50") * (n % 3),
+                    "variable_symbol": f"2026{100 + n:03d}",
+                    "partner_external_id": f"P-{3 + n % 2}",
+                    "issue_date": issued,
+                }
+            )
+        else:
+            out.append(
+                {
+                    "kind": "INVOICE" if n % 3 else "PROFORMA",
+                    "number": f"E-DEMO-2026-{100 + n}",
+                    "currency": "HUF",
+                    "total": Decimal(5000 + 1250 * n),
+                    "partner_external_id": f"P-{1 + n % 2}",
+                    "issue_date": issued,
+                }
+            )
+    return out
+
+
 DEMO_DOCUMENTS = _documents
 
 
@@ -134,8 +165,9 @@ async def seed_demo(pool: Pool, settings: Settings, today: date | None = None) -
         role=Role.OWNER,
     )
     await document_actions.upsert_partners(pool, scope, DEMO_PARTNERS, max_batch=1000)
+    day = today or date.today()
     await document_actions.upsert_documents(
-        pool, scope, _documents(today or date.today()), max_batch=1000
+        pool, scope, _documents(day) + _more_documents(day), max_batch=1000
     )
     sources = Sources(
         cipher=SettingsCipher(encryption_key(settings)),

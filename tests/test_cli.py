@@ -113,7 +113,7 @@ def test_demo_seeds_idempotently_and_prints_a_working_token(cli_env: dict[str, s
     )
     assert check.returncode == 0, check.stderr
     counts = check.stdout.split()
-    assert counts == ["8", "2", "PUSH,SANDBOX", "HUF,CZK"], counts
+    assert counts == ["58", "2", "PUSH,SANDBOX", "HUF,CZK"], counts
 
 
 # Queries the demo through the real app in-process, as the token's tenant sees it.
