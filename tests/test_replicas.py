@@ -125,7 +125,12 @@ async def test_two_processes_poll_each_connection_once_per_interval(
         )
         ids.append(row["id"])
     a, b = spawn(url), spawn(url)
-    await asyncio.sleep(12.5)
+    # Two intervals' worth of polls (each connection twice), however slow the machine is.
+    await _wait_for(
+        pool,
+        "select count(*) >= 8 from sync_runs where status = 'SUCCEEDED'",
+        within=60,
+    )
     for proc in (a, b):
         proc.send_signal(signal.SIGTERM)
     for proc in (a, b):
@@ -143,13 +148,13 @@ async def test_two_processes_poll_each_connection_once_per_interval(
         by_connection.setdefault(r["connection_id"], []).append(r)
     assert set(by_connection) == set(ids)
     for cid, rs in by_connection.items():
-        assert 1 <= len(rs) <= 2, (cid, rs)
+        assert len(rs) >= 1, (cid, rs)
         assert all(r["status"] == "SUCCEEDED" for r in rs), rs
         for earlier, later in itertools.pairwise(rs):
             # Never two at once, and the next one only after the poll interval.
             assert later["started_at"] >= earlier["finished_at"]
             assert (later["started_at"] - earlier["started_at"]).total_seconds() >= 9.9
-    assert sum(len(rs) for rs in by_connection.values()) >= 6  # both intervals mostly ran
+    assert sum(len(rs) for rs in by_connection.values()) >= 8
 
 
 async def test_a_poller_killed_mid_run_loses_and_doubles_nothing(
