@@ -2,11 +2,13 @@
 
 Every replica runs one `EventHub`. It holds a dedicated connection that LISTENs on
 `recon_events`; a notification (payload: tenant id) only says "this tenant may have new rows".
-On each wake-up, and on a timer that covers lost notifications and rows held back by the
-outbox's ordering cut, the hub reads the new rows of each tenant that has subscribers here,
-once per tenant, and offers them to every local subscriber of that tenant through a bounded
-queue. A subscriber whose queue is full is dropped with `SubscriberOverrun`, so one slow
-client never stalls the others; it resumes from its last cursor.
+On each wake-up, and on a timer that covers lost notifications, the hub reads the new rows of
+each tenant that has subscribers here, once per tenant, and offers them to every local
+subscriber of that tenant through a bounded queue. A read stopped by the outbox's ordering
+cut (store/events.py) is repeated as soon as PostgreSQL's oldest running writer has moved
+past the held row, which the hub checks with one query for all tenants. A subscriber whose
+queue is full is dropped with `SubscriberOverrun`, so one slow client never stalls the
+others; it resumes from its last cursor.
 
 A subscriber with a cursor replays from the table, joins (from then on every new row reaches
 its queue), reads from the table whatever was committed between its replay and the hub's
@@ -41,10 +43,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Retrying a read stopped by the ordering cut: the older writer usually finishes within
-# milliseconds, but a commit that releases it need not notify (it may write no events).
+# While a read is held back by the ordering cut, how often the hub asks PostgreSQL whether
+# the older writer has finished (one query for all tenants; a commit that releases the rows
+# need not notify, it may write no events).
+_HELD_PROBE = 0.01
+# A subscriber's own catch-up read that is held back retries on a backoff (a rare path).
 _HELD_RETRY_MIN = 0.005
-_HELD_RETRY_MAX = 0.25
+_HELD_RETRY_MAX = 0.1
 _RECONNECT_MIN = 0.1
 _RECONNECT_MAX = 5.0
 # How often an idle LISTEN connection proves it is still alive (a silent network drop
@@ -129,7 +134,6 @@ class _Tenant:
     # None until the first subscriber has fixed it.
     position: int | None = None
     init_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    held_delay: float = _HELD_RETRY_MIN
 
 
 class EventHub:
@@ -144,7 +148,9 @@ class EventHub:
         pool: Pool,
         dsn: str,
         *,
-        queue_size: int = 1000,
+        # Above the events of one maximal ingest batch (1,000 payments make up to ~3,000), so a
+        # subscriber that keeps up is never dropped for a burst; entries are shared references.
+        queue_size: int = 5000,
         poll_interval: float = 1.0,
         page_size: int = 500,
         max_parallel_reads: int = 4,
@@ -161,12 +167,11 @@ class EventHub:
         self._channel = channel
         self._tenants: dict[int, _Tenant] = {}
         self._dirty: set[int] = set()
-        # Tenants whose last read stopped at a held row -> when to read them again.
-        self._held: dict[int, float] = {}
+        # Tenants whose last read stopped at a held row -> that row's transaction id.
+        self._held: dict[int, int] = {}
         self._reading: set[int] = set()
         self._again: set[int] = set()
         self._read_tasks: set[asyncio.Task[None]] = set()
-        self._notified = False
         self._poll_now = False
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -345,14 +350,12 @@ class EventHub:
 
     def wake(self, tenant_id: int | None = None) -> None:
         """Read now, as on a notification: the tenant's rows, or every followed tenant's."""
-        self._notified = True
         self._dirty.update(self._tenants if tenant_id is None else [tenant_id])
         self._dirty.intersection_update(self._tenants)
         self._wake.set()
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self.stats.notifications += 1
-        self._notified = True
         try:
             tenant_id = int(payload)
         except ValueError:
@@ -408,25 +411,32 @@ class EventHub:
         loop = asyncio.get_running_loop()
         next_poll = loop.time() + self._poll_interval
         while self._running:
-            wake_at = min([next_poll, *self._held.values()])
+            timeout = next_poll - loop.time()
+            if self._held:
+                timeout = min(timeout, _HELD_PROBE)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - loop.time()))
+                await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
             self._wake.clear()
-            now = loop.time()
             due, self._dirty = self._dirty, set()
-            if self._notified:
-                # Any commit may have moved the ordering cut that holds rows back.
-                due.update(self._held)
-                self._notified = False
-            else:
-                due.update(t for t, at in self._held.items() if at <= now)
-            if now >= next_poll or self._poll_now:
-                next_poll = now + self._poll_interval
+            if self._held:
+                due.update(await self._released())
+            if loop.time() >= next_poll or self._poll_now:
+                next_poll = loop.time() + self._poll_interval
                 self._poll_now = False
                 due.update(await self._tenants_with_news())
             for tenant_id in due:
                 self._held.pop(tenant_id, None)
                 self._schedule(tenant_id)
+
+    async def _released(self) -> set[int]:
+        """Held tenants whose held row no running writer can precede any more."""
+        try:
+            async with self._pool.acquire() as conn:
+                xmin = await events_store.current_xmin(conn)
+        except Exception:
+            log.exception("reading the oldest running transaction failed")
+            return set()
+        return {t for t, xid in self._held.items() if xid < xmin}
 
     async def _tenants_with_news(self) -> set[int]:
         """Followed tenants with rows past their position: one query covers lost wake-ups."""
@@ -463,7 +473,6 @@ class EventHub:
 
     async def _read_tenant(self, tenant_id: int) -> None:
         """Read the tenant's new rows once and offer them to each of its subscribers."""
-        loop = asyncio.get_running_loop()
         try:
             async with self._read_slots:
                 while True:
@@ -480,17 +489,11 @@ class EventHub:
                         return  # everyone left meanwhile
                     if page.rows:
                         self._fan_out(state, page.rows)
-                    if page.held:
-                        # Retry soon; back off while the same row stays held.
-                        state.held_delay = (
-                            _HELD_RETRY_MIN
-                            if page.rows
-                            else min(state.held_delay * 2, _HELD_RETRY_MAX)
-                        )
-                        self._held[tenant_id] = loop.time() + state.held_delay
+                    if page.held_xid is not None:
+                        # Read again once the writers older than that row have finished.
+                        self._held[tenant_id] = page.held_xid
                         self._wake.set()
                         return
-                    state.held_delay = _HELD_RETRY_MIN
                     if len(page.rows) < self._page_size:
                         return
         except asyncio.CancelledError:

@@ -326,6 +326,29 @@ async def test_hub_fills_the_gap_between_replay_and_live_even_when_rows_are_held
     await asyncio.gather(watcher.close(), late.close())
 
 
+async def test_hub_delivers_a_held_row_as_soon_as_the_older_writer_ends(
+    hub: EventHub, make_tenant: MakeTenant, pool: asyncpg.Pool, conns: Callable[[], Any]
+) -> None:
+    """No notification and no poll (this hub has neither): the hub's own check of the oldest
+    running writer releases the row."""
+    t = await make_tenant()
+    follower = await _live(hub, t.id)
+    blocker = await conns()
+    tx_blocker = blocker.transaction()
+    await tx_blocker.start()
+    await blocker.fetchval("select pg_current_xact_id()")
+    held = await _append(pool, t.id)
+    hub.wake(t.id)
+    deadline = time.monotonic() + 5
+    while t.id not in hub._held:  # read, and held back
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.002)
+    assert follower.got == []
+    await tx_blocker.rollback()
+    assert await follower.until(1, within=2) == held
+    await follower.close()
+
+
 async def test_hub_reads_a_tenant_once_for_all_its_subscribers(
     hub: EventHub, make_tenant: MakeTenant, pool: asyncpg.Pool
 ) -> None:

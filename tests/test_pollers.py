@@ -311,7 +311,12 @@ async def test_sandbox_consent_page_links_back_safely(http: object, server: obje
 
     assert isinstance(http, httpx.AsyncClient)
     base = server.url  # type: ignore[attr-defined]
-    page = await http.get(f"{base}/sandbox-bank/consent/sbx-1", params={"redirect_uri": "https://app.example/back?x=1"})
+    page = await http.get(
+        f"{base}/sandbox-bank/consent/sbx-1",
+        params={"redirect_uri": "https://app.example/back?x=1"},
+    )
     assert page.status_code == 200 and 'href="https://app.example/back?x=1"' in page.text
-    evil = await http.get(f"{base}/sandbox-bank/consent/<script>", params={"redirect_uri": "javascript:alert(1)"})
+    evil = await http.get(
+        f"{base}/sandbox-bank/consent/<script>", params={"redirect_uri": "javascript:alert(1)"}
+    )
     assert "javascript:" not in evil.text and "<script>" not in evil.text

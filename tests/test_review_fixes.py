@@ -22,7 +22,9 @@ from .test_matching_api import DOC, DOCS, _pay, _setup, inv
 from .test_pollers import _sandbox, _scheduler
 
 
-async def test_currency_cannot_change_under_payments(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection) -> None:
+async def test_currency_cannot_change_under_payments(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
     t, c = await _setup(gql, make_tenant, push_connection, [inv("CUR-1", "100")])
     await _pay(gql, t, c, tx("cur", "100", remittanceInformation="CUR-1"))
     body = await gql(DOCS, {"i": [inv("CUR-1", "100", "EUR")]}, t.token("INVOICER"))
@@ -36,7 +38,9 @@ async def test_currency_cannot_change_under_payments(gql: GQL, make_tenant: Make
     assert body["data"]["upsertDocuments"]["documents"][0]["number"] == "CUR-2"
 
 
-async def test_an_expired_token_stops_working_on_a_long_lived_context(make_tenant: MakeTenant, server: object) -> None:
+async def test_an_expired_token_stops_working_on_a_long_lived_context(
+    make_tenant: MakeTenant, server: object
+) -> None:
     from service.actions.scope import Scope
     from service.auth import Plan
 
@@ -61,15 +65,26 @@ def test_local_tokens_are_refused_once_an_identity_provider_is_configured(tmp_pa
 
 async def test_sandbox_settings_are_bounded(gql: GQL, make_tenant: MakeTenant) -> None:
     t = await make_tenant()
-    for settings in ('{paymentsPerMinute: 1000000000}', '{maxPerFetch: 200000}', '{paymentsPerMinute: "inf"}', '{delaySeconds: -1}'):
-        body = await gql(f"mutation {{ connectBankSync(input: {{provider: SANDBOX, settings: {settings}}}) {{ connection {{ id }} }} }}", token=t.token())
+    for settings in (
+        "{paymentsPerMinute: 1000000000}",
+        "{maxPerFetch: 200000}",
+        '{paymentsPerMinute: "inf"}',
+        "{delaySeconds: -1}",
+    ):
+        body = await gql(
+            f"mutation {{ connectBankSync(input: {{provider: SANDBOX, settings: {settings}}}) {{ connection {{ id }} }} }}",
+            token=t.token(),
+        )
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", settings
 
 
 async def test_huge_cursor_is_bad_input_not_internal(gql: GQL, make_tenant: MakeTenant) -> None:
     t = await make_tenant()
     cursor = base64.urlsafe_b64encode(b"v1:99999999999999999999").decode().rstrip("=")
-    for query in ("query($a: String) { events(after: $a) { edges { cursor } } }", "query($a: String) { documents(after: $a) { totalCount } }"):
+    for query in (
+        "query($a: String) { events(after: $a) { edges { cursor } } }",
+        "query($a: String) { documents(after: $a) { totalCount } }",
+    ):
         body = await gql(query, {"a": cursor}, t.token())
         assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
 
@@ -89,23 +104,42 @@ async def test_internal_sync_errors_do_not_leak_exception_text(
     run = await _scheduler(pool, settings, clock).sync_now(t.id, cid)
     assert run["status"] == "FAILED" and "hunter2" not in run["error"] and "ref" in run["error"]
     async with pool.acquire() as conn:
-        assert "hunter2" not in await conn.fetchval("select last_error from bank_connections where id = $1", cid)
+        assert "hunter2" not in await conn.fetchval(
+            "select last_error from bank_connections where id = $1", cid
+        )
 
 
-async def test_manual_split_without_amounts_follows_the_allocation_rule(gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection) -> None:
+async def test_manual_split_without_amounts_follows_the_allocation_rule(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
     t, c = await _setup(gql, make_tenant, push_connection, [inv("MS-1", "60"), inv("MS-2", "40")])
-    body = await gql(INGEST, {"c": c, "i": [tx("ms", "100", remittanceInformation="nothing")]}, t.token())
+    body = await gql(
+        INGEST, {"c": c, "i": [tx("ms", "100", remittanceInformation="nothing")]}, t.token()
+    )
     txid = body["data"]["ingestTransactions"]["transactions"][0]["id"]
-    ids = {e["node"]["number"]: e["node"]["id"] for e in (await gql("{ documents { edges { node { id number } } } }", token=t.token()))["data"]["documents"]["edges"]}
+    ids = {
+        e["node"]["number"]: e["node"]["id"]
+        for e in (await gql("{ documents { edges { node { id number } } } }", token=t.token()))[
+            "data"
+        ]["documents"]["edges"]
+    }
     body = await gql(
         "mutation($t: ID!, $a: [AllocationInput!]!) { matchTransaction(transactionId: $t, allocations: $a) { allocations { amount document { number } } } }",
-        {"t": txid, "a": [{"documentId": ids["MS-1"]}, {"documentId": ids["MS-2"]}]}, t.token(),
+        {"t": txid, "a": [{"documentId": ids["MS-1"]}, {"documentId": ids["MS-2"]}]},
+        t.token(),
     )
-    assert [(a["document"]["number"], a["amount"]) for a in body["data"]["matchTransaction"]["allocations"]] == [("MS-1", "60.00"), ("MS-2", "40.00")]
+    assert [
+        (a["document"]["number"], a["amount"])
+        for a in body["data"]["matchTransaction"]["allocations"]
+    ] == [("MS-1", "60.00"), ("MS-2", "40.00")]
 
 
 async def test_a_downgraded_tenant_stops_syncing(
-    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection, pool: asyncpg.Pool, settings: Settings
+    gql: GQL,
+    make_tenant: MakeTenant,
+    push_connection: PushConnection,
+    pool: asyncpg.Pool,
+    settings: Settings,
 ) -> None:
     t = await make_tenant("PROFI")
     c = await push_connection(t)
@@ -113,15 +147,21 @@ async def test_a_downgraded_tenant_stops_syncing(
     cid = await _sandbox(pool, settings, t, clock)
     async with pool.acquire() as conn:
         await conn.execute("update tenants set plan = 'FREE' where id = $1", t.id)
-        claimed = await connections_store.claim_due(conn, "probe", clock.now(), 30, 1000, ["SANDBOX"])
+        claimed = await connections_store.claim_due(
+            conn, "probe", clock.now(), 30, 1000, ["SANDBOX"]
+        )
     assert cid not in [r["id"] for r in claimed]
     body = await gql(INGEST, {"c": c, "i": [tx("free", "1")]}, t.token())
     assert body["errors"][0]["extensions"]["code"] == "PLAN_REQUIRED"
-    body = await gql("mutation($c: ID!) { syncNow(connectionId: $c) { id } }", {"c": str(cid)}, t.token())
+    body = await gql(
+        "mutation($c: ID!) { syncNow(connectionId: $c) { id } }", {"c": str(cid)}, t.token()
+    )
     assert body["errors"][0]["extensions"]["code"] == "PLAN_REQUIRED"
 
 
-async def test_sync_now_refuses_while_a_poll_holds_the_lease(make_tenant: MakeTenant, pool: asyncpg.Pool, settings: Settings) -> None:
+async def test_sync_now_refuses_while_a_poll_holds_the_lease(
+    make_tenant: MakeTenant, pool: asyncpg.Pool, settings: Settings
+) -> None:
     from service.errors import Conflict
 
     t = await make_tenant()
@@ -136,9 +176,17 @@ async def test_sync_now_refuses_while_a_poll_holds_the_lease(make_tenant: MakeTe
 
 async def test_zero_total_is_paid_consistently(gql: GQL, make_tenant: MakeTenant) -> None:
     t = await make_tenant()
-    body = await gql(DOCS.replace("documents { id number }", "documents { number fullyPaid paymentState }"), {"i": [inv("Z-1", "0")]}, t.token())
-    assert body["data"]["upsertDocuments"]["documents"] == [{"number": "Z-1", "fullyPaid": True, "paymentState": "PAID"}]
-    body = await gql('{ documents(filter: {paymentState: UNPAID}) { totalCount } }', token=t.token())
+    body = await gql(
+        DOCS.replace("documents { id number }", "documents { number fullyPaid paymentState }"),
+        {"i": [inv("Z-1", "0")]},
+        t.token(),
+    )
+    assert body["data"]["upsertDocuments"]["documents"] == [
+        {"number": "Z-1", "fullyPaid": True, "paymentState": "PAID"}
+    ]
+    body = await gql(
+        "{ documents(filter: {paymentState: UNPAID}) { totalCount } }", token=t.token()
+    )
     assert body["data"]["documents"]["totalCount"] == 0
 
 
@@ -152,7 +200,8 @@ async def test_settings_sealed_for_one_connection_do_not_open_another(
     async with pool.acquire() as conn:
         await conn.execute(
             "update bank_connections set settings_encrypted = (select settings_encrypted from bank_connections where id = $1) where id = $2",
-            a, b,
+            a,
+            b,
         )
     run = await _scheduler(pool, settings, clock).sync_now(t.id, b)
     assert run["status"] == "FAILED"

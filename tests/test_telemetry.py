@@ -23,7 +23,10 @@ async def test_one_span_per_operation(gql: GQL, make_tenant: MakeTenant) -> None
     _install()
     t = await make_tenant()
     _exporter.clear()
-    await gql("query Listing { documents(first: 5) { edges { node { number total partner { name } } } } viewer { subject } }", token=t.token())
+    await gql(
+        "query Listing { documents(first: 5) { edges { node { number total partner { name } } } } viewer { subject } }",
+        token=t.token(),
+    )
     await gql("query Denied { transactions { totalCount } }", token=t.token("INVOICER"))
     spans = [s for s in _exporter.get_finished_spans() if s.name.startswith("graphql")]
     assert [s.name for s in spans] == ["graphql query Listing", "graphql query Denied"]

@@ -24,7 +24,16 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-__all__ = ["CHANNEL", "Page", "append_many", "last_id", "last_ids", "list_after", "read_after"]
+__all__ = [
+    "CHANNEL",
+    "Page",
+    "append_many",
+    "current_xmin",
+    "last_id",
+    "last_ids",
+    "list_after",
+    "read_after",
+]
 
 # Wakes listeners on every replica; the payload is a hint, the table is the truth.
 CHANNEL = "recon_events"
@@ -70,12 +79,16 @@ async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[st
 class Page:
     """Rows after a position, oldest first.
 
-    `held` is true when the read stopped at a row whose writer may still be preceded by a
-    running one; read again shortly (a later commit anywhere can release it).
+    `held_xid` is set when the read stopped at a row whose writer may still be preceded by a
+    running one: the row's transaction id. Once `current_xmin` has passed it, read again.
     """
 
     rows: list[Record]
-    held: bool
+    held_xid: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.held_xid is not None
 
 
 async def read_after(
@@ -101,20 +114,22 @@ async def read_after(
             where tenant_id = $1 and id > $2 and id <= $3{type_filter}
             order by id limit $4
         ), cut as (
-            select min(id) as id from events
+            select id, xid from events
             where tenant_id = $1 and id > $2 and id <= (select max(id) from page)
               and xid >= pg_snapshot_xmin(pg_current_snapshot())
+            order by id limit 1
         )
-        select page.*, cut.id as held_from from page cross join cut order by page.id
+        select page.*, cut.id as held_from, cut.xid as held_xid
+        from page left join cut on true order by page.id
         """,
         *args,
     )
     if not rows:
-        return Page(rows=[], held=False)
+        return Page(rows=[])
     cut = rows[0]["held_from"]
     if cut is None:
-        return Page(rows=list(rows), held=False)
-    return Page(rows=[r for r in rows if r["id"] < cut], held=True)
+        return Page(rows=list(rows))
+    return Page(rows=[r for r in rows if r["id"] < cut], held_xid=int(rows[0]["held_xid"]))
 
 
 async def list_after(
@@ -142,3 +157,8 @@ async def last_ids(conn: Connection, tenant_ids: Sequence[int]) -> dict[int, int
         list(tenant_ids),
     )
     return {r["id"]: r["head"] for r in rows}
+
+
+async def current_xmin(conn: Connection) -> int:
+    """The oldest running write transaction's id: rows held at a lower xid are released."""
+    return int(await conn.fetchval("select pg_snapshot_xmin(pg_current_snapshot())"))
