@@ -64,10 +64,6 @@ class Principal:
     # Unix time the token stops being valid; a long-lived WebSocket checks it on every use.
     expires_at: float = float("inf")
 
-    @property
-    def sees_bank_data(self) -> bool:
-        return self.role in BANK_DATA_ROLES
-
 
 def issue_token(settings: Settings, tenant: str, role: Role, subject: str) -> str:
     now = int(time.time())

@@ -51,10 +51,6 @@ class Settings(BaseSettings):
     # "console" prints spans; unset leaves tracing to a provider the deployment installs.
     tracing: str | None = None
 
-    @property
-    def embedded(self) -> bool:
-        return not self.database_url
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

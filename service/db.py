@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -118,9 +115,3 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         return applied
     finally:
         await conn.execute("select pg_advisory_unlock($1)", _MIGRATION_LOCK)
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn

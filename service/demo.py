@@ -21,7 +21,7 @@ from .secrets import SettingsCipher, encryption_key
 from .store import connections as connections_store
 from .store import tenants as tenants_store
 
-__all__ = ["DEMO_DOCUMENTS", "DEMO_PARTNERS", "seed_demo"]
+__all__ = ["DEMO_PARTNERS", "seed_demo"]
 
 DEMO_PARTNERS = [
     {
@@ -145,9 +145,6 @@ def _more_documents(today: date, count: int = 50) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-DEMO_DOCUMENTS = _documents
 
 
 async def seed_demo(pool: Pool, settings: Settings, today: date | None = None) -> str:

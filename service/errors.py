@@ -8,6 +8,7 @@ __all__ = [
     "BadUserInput",
     "Conflict",
     "Forbidden",
+    "NotAvailable",
     "NotFound",
     "PlanRequired",
     "ServiceError",
@@ -46,3 +47,10 @@ class PlanRequired(ServiceError):
 
 class Conflict(ServiceError):
     code = "CONFLICT"
+
+
+class NotAvailable(ServiceError):
+    """Something this version does not do yet (a source, statement import); the request
+    itself is well formed, but there is nothing the caller can change to make it work here."""
+
+    code = "BAD_USER_INPUT"

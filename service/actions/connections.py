@@ -13,7 +13,7 @@ from asyncpg import Pool, Record
 from ..clock import Clock
 from ..domain.matcher import DEFAULT_MATCH_KEYS
 from ..domain.models import DocumentKind, MatchKey
-from ..errors import BadUserInput, Conflict, NotFound, ServiceError
+from ..errors import BadUserInput, Conflict, NotAvailable, NotFound
 from ..providers.base import Provider, ProviderError
 from ..secrets import SettingsCipher
 from ..store import connections as connections_store
@@ -21,7 +21,6 @@ from ..store import events as events_store
 from .scope import Scope
 
 __all__ = [
-    "PROVIDERS",
     "Sources",
     "complete_consent",
     "connect",
@@ -33,29 +32,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = [
-    "FIO",
-    "CESKA_SPORITELNA",
-    "CSOB_BBF",
-    "COMGATE",
-    "GOPAY",
-    "GPWEBPAY",
-    "KH_BANK",
-    "BYZNYS_WEB",
-    "STATEMENT_FILE",
-    "PUSH",
-    "SANDBOX",
-]
 # Sources this build can run; the others answer with a clear error until they land.
 AVAILABLE = frozenset({"PUSH"})
 _DEFAULT_INTERVAL = {"PUSH": 3600, "SANDBOX": 10}
 _MAX_SETTINGS_BYTES = 16 * 1024
-
-
-class NotAvailable(ServiceError):
-    """A provider this version cannot run yet."""
-
-    code = "BAD_USER_INPUT"
 
 
 def _default_keys(provider: str) -> list[str]:

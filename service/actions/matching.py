@@ -53,7 +53,6 @@ _DOCUMENT_EVENT = {
 @dataclass(slots=True)
 class MatchOutcome:
     matched: int = 0
-    suggested: int = 0
     decisions: dict[int, Decision] = field(default_factory=dict)
     # The payments as stored after matching, and the documents whose paid state moved.
     rows: list[Record] = field(default_factory=list)
@@ -200,8 +199,6 @@ async def book(
     touched: dict[int, int] = {}
     for row in rows:
         decision = decisions[row["id"]]
-        if decision.state is MatchState.SUGGESTED:
-            outcome.suggested += 1
         if decision.state is not MatchState.MATCHED:
             continue
         outcome.matched += 1

@@ -14,7 +14,7 @@ from ..actions import documents as document_actions
 from ..actions import ingest as ingest_actions
 from ..actions import manual as manual_actions
 from ..domain.records import RecordProblem
-from ..errors import NotFound, ServiceError
+from ..errors import NotAvailable, NotFound
 from .enums import StatementFormat
 from .inputs import (
     AllocationInput,
@@ -30,10 +30,6 @@ from .permissions import BANK_DATA, MANAGES_CONNECTIONS
 from .types import BankConnection, Document, Partner, RecordError, SyncRun, Transaction
 
 __all__ = ["Mutation"]
-
-
-class NotAvailableYet(ServiceError):
-    code = "BAD_USER_INPUT"
 
 
 @strawberry.type
@@ -245,7 +241,7 @@ class Mutation:
         file: Upload,
         format: StatementFormat | None = None,
     ) -> IngestPayload:
-        raise NotAvailableYet("statement import is not available yet in this version")
+        raise NotAvailable("statement import is not available yet in this version")
 
     @strawberry.mutation(extensions=BANK_DATA())
     async def match_transaction(

@@ -78,10 +78,6 @@ class Scheduler:
         """Look for due work now (a connection was created or changed)."""
         self._wake.set()
 
-    @property
-    def polling(self) -> bool:
-        return self._loop_task is not None and not self._loop_task.done()
-
     async def tick(self) -> int:
         """Claim what is due and start syncing it; returns how many syncs were started."""
         free = self._settings.sync_concurrency - len(self._running)
