@@ -123,15 +123,27 @@ async def test_manual_split_without_amounts_follows_the_allocation_rule(
             "data"
         ]["documents"]["edges"]
     }
-    body = await gql(
-        "mutation($t: ID!, $a: [AllocationInput!]!) { matchTransaction(transactionId: $t, allocations: $a) { allocations { amount document { number } } } }",
-        {"t": txid, "a": [{"documentId": ids["MS-1"]}, {"documentId": ids["MS-2"]}]},
-        t.token(),
-    )
-    assert [
-        (a["document"]["number"], a["amount"])
-        for a in body["data"]["matchTransaction"]["allocations"]
-    ] == [("MS-1", "60.00"), ("MS-2", "40.00")]
+    match = "mutation($t: ID!, $a: [AllocationInput!]!) { matchTransaction(transactionId: $t, allocations: $a) { allocations { amount document { number } } } }"
+    unmatch = "mutation($t: ID!) { unmatchTransaction(transactionId: $t) { matchState } }"
+    cases = [
+        # Both left out: each up to what it owes, in order.
+        (
+            [{"documentId": ids["MS-1"]}, {"documentId": ids["MS-2"]}],
+            [("MS-1", "60.00"), ("MS-2", "40.00")],
+        ),
+        # An explicit amount later in the list is reserved first; the open one gets the rest.
+        (
+            [{"documentId": ids["MS-1"]}, {"documentId": ids["MS-2"], "amount": "50"}],
+            [("MS-1", "50.00"), ("MS-2", "50.00")],
+        ),
+    ]
+    for allocations, expected in cases:
+        body = await gql(match, {"t": txid, "a": allocations}, t.token())
+        assert [
+            (a["document"]["number"], a["amount"])
+            for a in body["data"]["matchTransaction"]["allocations"]
+        ] == expected
+        await gql(unmatch, {"t": txid}, t.token())
 
 
 async def test_a_downgraded_tenant_stops_syncing(

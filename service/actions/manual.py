@@ -8,6 +8,7 @@ from typing import Any
 
 from asyncpg import Connection, Pool, Record
 
+from ..domain.matcher import split_amount
 from ..domain.models import MatchState
 from ..domain.money import MoneyError, parse_amount
 from ..errors import BadUserInput, Conflict, NotFound
@@ -33,46 +34,53 @@ async def _locked_transaction(conn: Connection, scope: Scope, transaction_id: in
 def _plan(
     payment: Record, documents: dict[int, Record], wanted: Sequence[tuple[int, Decimal | None]]
 ) -> list[tuple[Record, Decimal]]:
-    """Check the requested split and fill in defaults: each allocation without an amount
-    takes what is left of the payment after the ones before it."""
+    """Check the requested split and fill in the amounts left out.
+
+    Explicit amounts are taken as given (never more than the payment in all). What is left
+    is split over the documents named without an amount the way the matcher splits a
+    payment: each up to what it still owes, in the order named, the last one the rest.
+    """
     currency = payment["currency"].strip()
-    left = payment["amount"]
-    # Documents named without an amount get up to what they still owe, in the order named;
-    # the last of them takes whatever is left (as the matcher splits a payment).
-    last_open = max((i for i, (_, amount) in enumerate(wanted) if amount is None), default=-1)
-    plan: list[tuple[Record, Decimal]] = []
-    for position, (doc_id, amount) in enumerate(wanted):
-        doc = documents[doc_id]
+    docs = [documents[doc_id] for doc_id, _ in wanted]
+    amounts: list[Decimal | None] = []
+    given = Decimal(0)
+    for position, (doc, (_, amount)) in enumerate(zip(docs, wanted, strict=True)):
+        field = f"allocations.{position}"
         if doc["currency"].strip() != currency:
             raise BadUserInput(
                 f"document {doc['number']} is in {doc['currency'].strip()}, the payment in"
                 f" {currency}: allocations must be in the payment's currency",
-                field=f"allocations.{position}",
+                field=field,
             )
-        if amount is None:
-            owed = doc["total"] - doc["paid_amount"]
-            amount = left if position == last_open else min(left, owed)
-        else:
+        if amount is not None:
             try:
                 amount = parse_amount(amount, currency)
             except MoneyError as exc:
-                raise BadUserInput(str(exc), field=f"allocations.{position}.amount") from None
-        if amount <= 0:
+                raise BadUserInput(str(exc), field=f"{field}.amount") from None
+            if amount <= 0:
+                raise BadUserInput(
+                    "an allocation must be a positive amount", field=f"{field}.amount"
+                )
+            given += amount
+            if given > payment["amount"]:
+                raise BadUserInput(
+                    f"allocations add up to more than the payment of {payment['amount']}"
+                    f" {currency} (at document {doc['number']})",
+                    field=f"{field}.amount",
+                )
+        amounts.append(amount)
+    open_positions = [i for i, amount in enumerate(amounts) if amount is None]
+    owed = [docs[i]["total"] - docs[i]["paid_amount"] for i in open_positions]
+    for position, share in zip(
+        open_positions, split_amount(payment["amount"] - given, owed), strict=True
+    ):
+        if share <= 0:
             raise BadUserInput(
-                f"nothing left of the payment for document {doc['number']}"
-                if left <= 0
-                else "an allocation must be a positive amount",
+                f"nothing left of the payment for document {docs[position]['number']}",
                 field=f"allocations.{position}.amount",
             )
-        if amount > left:
-            raise BadUserInput(
-                f"allocations add up to more than the payment of {payment['amount']} {currency}"
-                f" (only {left} left for document {doc['number']})",
-                field=f"allocations.{position}.amount",
-            )
-        left -= amount
-        plan.append((doc, amount))
-    return plan
+        amounts[position] = share
+    return [(doc, amount) for doc, amount in zip(docs, amounts, strict=True) if amount is not None]
 
 
 async def match_transaction(
