@@ -320,3 +320,27 @@ async def test_sandbox_consent_page_links_back_safely(http: object, server: obje
         f"{base}/sandbox-bank/consent/<script>", params={"redirect_uri": "javascript:alert(1)"}
     )
     assert "javascript:" not in evil.text and "<script>" not in evil.text
+
+
+async def test_replicas_checking_consents_together_send_each_reminder_once(
+    gql: GQL, make_tenant: MakeTenant, pool: asyncpg.Pool
+) -> None:
+    t = await make_tenant()
+    body = await gql(
+        "mutation { connectBankSync(input: {provider: SANDBOX, settings: {consent: true}}) { connection { id } } }",
+        token=t.token(),
+    )
+    cid = body["data"]["connectBankSync"]["connection"]["id"]
+    await gql(
+        "mutation($c: ID!) { completeConsent(connectionId: $c) { status } }", {"c": cid}, t.token()
+    )
+    now = Clock().now()
+    for moment in (now + timedelta(days=83), now + timedelta(days=89), now + timedelta(days=91)):
+        # Four replicas wake at the same moment.
+        await asyncio.gather(*(check_consents(pool, moment) for _ in range(4)))
+    async with pool.acquire() as conn:
+        sent = await conn.fetch(
+            "select type from events where connection_id = $1 and type like 'CONSENT_%' order by id",
+            int(cid),
+        )
+    assert [r["type"] for r in sent] == ["CONSENT_EXPIRING", "CONSENT_EXPIRING", "CONSENT_EXPIRED"]

@@ -553,3 +553,37 @@ async def aenumerate(items: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]
     async for item in items:
         yield n, item
         n += 1
+
+
+async def test_a_subscription_ends_when_its_token_expires(
+    node: Node,
+    gql: GQL,
+    make_tenant: MakeTenant,
+    push_connection: PushConnection,
+    settings: Settings,
+) -> None:
+    from service.auth import Role, issue_token
+
+    t = await make_tenant()
+    c = await push_connection(t)
+    short = issue_token(
+        settings.model_copy(update={"token_ttl_seconds": 2}), t.slug, Role.OWNER, "brief"
+    )
+    before = node.hub.live_count(t.id)
+    async with ws(node.ws, short) as client:
+        await client.subscribe({"types": ["PAYMENT_RECEIVED"]})
+        await _until(lambda: node.hub.live_count(t.id) > before, "the subscription never went live")
+        await _pay(gql, t, c, tx("exp-1", "10"))
+        first = await client.event()
+        await asyncio.sleep(2.5)
+        await _pay(gql, t, c, tx("exp-2", "10"))
+        ended = await client.recv()
+        assert codes(ended) == ["UNAUTHENTICATED"], ended
+        # It says where to resume: right after the last event it delivered.
+        assert ended["payload"]["errors"][0]["extensions"]["after"] == first["cursor"]
+        # Nothing else is answered on the socket either.
+        op = await client.subscribe(query="{ viewer { subject } }")
+        answer = await client.recv()
+        while answer.get("id") != op:
+            answer = await client.recv()
+        assert codes(answer) == ["UNAUTHENTICATED"], answer

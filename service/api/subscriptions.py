@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -34,6 +36,9 @@ def _per_event_executor(self: Executor[Any], payload: Any) -> Executor[Any]:
 # Installed when the subscription module loads, i.e. before the first event of the first
 # subscription is executed.
 Executor.build_per_event_executor = _per_event_executor  # type: ignore[method-assign]
+
+
+log = logging.getLogger(__name__)
 
 
 def _error(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -70,14 +75,26 @@ async def payment_events(
     pool = info.context.pool
     context_loaders = info.context._loaders
     stream = hub.stream(scope.tenant_id, position, [t.value for t in types or []])
+    delivered: int | None = None
     try:
         async with aclosing(stream):
             async for delivery in stream:
+                if scope.expires_at <= time.time():
+                    # The socket outlives its token: nothing more goes out on it.
+                    resume = _resume(delivered, after)
+                    raise _error(
+                        f"the token has expired; reconnect with a new one and {_again(resume)}",
+                        "UNAUTHENTICATED",
+                        after=resume,
+                    )
                 # The socket's context lives as long as the socket: without this its loaders
                 # would keep serving rows as they were at the first event.
                 context_loaders.clear()
                 loaders = EventLoaders.shared(delivery.memo, pool, scope.tenant_id)
                 yield PaymentEvent.from_row(delivery.row, encode_cursor(delivery.id), loaders)
+                delivered = delivery.id
+    except GraphQLError:
+        raise
     except SubscriberOverrun as exc:
         resume = _resume(exc.last_id, after)
         raise _error(
@@ -92,4 +109,11 @@ async def payment_events(
             f"the server is shutting down; {_again(resume)}",
             "UNAVAILABLE",
             after=resume,
+        ) from None
+    except Exception:
+        # Errors raised inside a stream bypass the schema's masking: never send their text.
+        resume = _resume(delivered, after)
+        log.exception("paymentEvents stream failed")
+        raise _error(
+            f"internal error; it has been logged; {_again(resume)}", "INTERNAL", after=resume
         ) from None
