@@ -22,8 +22,9 @@ import pytest
 import uvicorn
 
 from service import db
+from service.actions.scope import Scope
 from service.app import create_app
-from service.auth import Role, issue_token
+from service.auth import Plan, Role, issue_token
 from service.config import Settings
 from service.store import tenants as tenants_store
 
@@ -132,6 +133,17 @@ class TenantHandle:
     id: int
     slug: str
     settings: Settings
+
+    def scope(self, role: Role | str = Role.OWNER) -> Scope:
+        """The caller's scope as the API would build it, for tests that call use cases."""
+        return Scope(
+            tenant_id=self.id,
+            tenant_slug=self.slug,
+            tenant_name=self.slug,
+            plan=Plan.PROFI,
+            subject="test",
+            role=Role(role),
+        )
 
     def token(self, role: Role | str = Role.OWNER, sub: str | None = None) -> str:
         role = Role(role)

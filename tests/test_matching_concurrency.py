@@ -77,20 +77,6 @@ async def test_document_upsert_racing_its_payment_allocates_once(
     assert all((d["paid_amount"], d["payment_count"]) == (250, 1) for d in docs)
 
 
-async def _scope(pool: asyncpg.Pool, tenant_id: int):  # type: ignore[no-untyped-def]
-    from service.actions.scope import Scope
-    from service.auth import Plan, Role
-
-    return Scope(
-        tenant_id=tenant_id,
-        tenant_slug="x",
-        tenant_name="x",
-        plan=Plan.PROFI,
-        subject="test",
-        role=Role.OWNER,
-    )
-
-
 async def _hold_payment_open(
     pool: asyncpg.Pool, tenant_id: int, connection_id: int, record: dict, started: asyncio.Event
 ) -> None:  # type: ignore[type-arg]
@@ -131,9 +117,7 @@ async def test_overlapping_transactions_lose_no_update(
         _hold_payment_open(pool, t.id, c, _raw("o1", "100", "OV-1"), started)
     )
     await started.wait()
-    await ingest_transactions(
-        pool, await _scope(pool, t.id), c, [_raw("o2", "150", "OV-1")], max_batch=10
-    )
+    await ingest_transactions(pool, t.scope(), c, [_raw("o2", "150", "OV-1")], max_batch=10)
     await first
     async with pool.acquire() as conn:
         doc = await conn.fetchrow(
@@ -156,7 +140,7 @@ async def test_document_arriving_while_its_payment_is_uncommitted_still_matches(
     await started.wait()
     await upsert_documents(
         pool,
-        await _scope(pool, t.id),
+        t.scope(),
         [{"kind": "INVOICE", "number": "LATE-77", "total": "500", "currency": "HUF"}],
         max_batch=10,
     )

@@ -11,8 +11,6 @@ import asyncpg
 import pytest
 
 from service.actions.connections import Sources, connect
-from service.actions.scope import Scope
-from service.auth import Plan, Role
 from service.clock import Clock
 from service.config import Settings
 from service.providers.registry import polled_providers
@@ -24,17 +22,6 @@ from .conftest import GQL, MakeTenant, TenantHandle
 from .test_matching_api import DOCS, inv
 
 
-def _scope(t: TenantHandle) -> Scope:
-    return Scope(
-        tenant_id=t.id,
-        tenant_slug=t.slug,
-        tenant_name=t.slug,
-        plan=Plan.PROFI,
-        subject="test",
-        role=Role.OWNER,
-    )
-
-
 def _sources(settings: Settings, clock: Clock) -> Sources:
     return Sources(SettingsCipher(encryption_key(settings)), polled_providers(settings), clock)
 
@@ -44,7 +31,7 @@ async def _sandbox(
 ) -> int:
     row, _ = await connect(
         pool,
-        _scope(t),
+        t.scope(),
         _sources(settings, clock),
         {
             "provider": "SANDBOX",

@@ -27,7 +27,7 @@ from service.config import Settings
 from service.store import tenants as tenants_store
 
 from .conftest import TenantHandle
-from .test_pollers import _scope, _sources
+from .test_pollers import _sources
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ async def test_two_processes_poll_each_connection_once_per_interval(
     for i in range(4):
         row, _ = await connect(
             pool,
-            _scope(t),
+            t.scope(),
             sources,
             {
                 "provider": "SANDBOX",
@@ -164,7 +164,7 @@ async def test_a_poller_killed_mid_run_loses_and_doubles_nothing(
     t = await _tenant(pool, settings)
     await upsert_documents(
         pool,
-        _scope(t),
+        t.scope(),
         [
             {"kind": "INVOICE", "number": f"K-{i:03d}", "total": str(100 + i), "currency": "HUF"}
             for i in range(30)
@@ -173,7 +173,7 @@ async def test_a_poller_killed_mid_run_loses_and_doubles_nothing(
     )
     row, _ = await connect(
         pool,
-        _scope(t),
+        t.scope(),
         _sources(settings, Clock()),
         {
             "provider": "SANDBOX",
