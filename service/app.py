@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             yield
         finally:
-            # Readiness fails first; then in-flight syncs finish and leases are given back.
+            # From here /readyz answers 503; in-flight syncs finish and leases are given back.
             app.state.draining = True
             await scheduler.stop()
             await hub.stop()  # ends subscriptions (they get a resume cursor) before the pool

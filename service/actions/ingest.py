@@ -119,11 +119,7 @@ async def ingest_transactions(
         new, ordered, _ = await store_transactions(conn, scope.tenant_id, connection, records)
     result.rows = ordered
     result.inserted = len(new)
-    result.duplicates = (
-        len(records) - len(new) + (len(items) - len(records) - _count_failed(problems))
-    )
+    # Every accepted record is new or a duplicate (of a stored one or of another in the call).
+    accepted = len(items) - len({p.index for p in problems})
+    result.duplicates = accepted - result.inserted
     return result
-
-
-def _count_failed(problems: list[RecordProblem]) -> int:
-    return len({p.index for p in problems})
