@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,19 +43,31 @@ def _dedupe(
     return out
 
 
+def _accept(
+    items: Sequence[dict[str, Any]],
+    max_batch: int,
+    check: Callable[[int, dict[str, Any]], dict[str, Any] | list[RecordProblem]],
+    key: tuple[str, ...],
+    problems: list[RecordProblem],
+) -> list[tuple[int, dict[str, Any]]]:
+    """The records that pass their checks, once per key, with their positions; what fails
+    goes into `problems`."""
+    _check_batch_size(items, max_batch)
+    checked: list[tuple[int, dict[str, Any]]] = []
+    for i, raw in enumerate(items):
+        verdict = check(i, raw)
+        if isinstance(verdict, list):
+            problems.extend(verdict)
+        else:
+            checked.append((i, verdict))
+    return _dedupe(checked, key, problems)
+
+
 async def upsert_partners(
     pool: Pool, scope: Scope, items: Sequence[dict[str, Any]], *, max_batch: int
 ) -> BatchResult:
-    _check_batch_size(items, max_batch)
     result = BatchResult()
-    checked: list[tuple[int, dict[str, Any]]] = []
-    for i, raw in enumerate(items):
-        verdict = check_partner(i, raw)
-        if isinstance(verdict, list):
-            result.problems.extend(verdict)
-        else:
-            checked.append((i, verdict))
-    checked = _dedupe(checked, ("external_id",), result.problems)
+    checked = _accept(items, max_batch, check_partner, ("external_id",), result.problems)
     if checked:
         async with pool.acquire() as conn, conn.transaction():
             result.rows = await partners_store.upsert_many(
@@ -72,16 +84,8 @@ async def upsert_documents(
     max_batch: int,
     rematch_window_days: int = 90,
 ) -> BatchResult:
-    _check_batch_size(items, max_batch)
     result = BatchResult()
-    checked: list[tuple[int, dict[str, Any]]] = []
-    for i, raw in enumerate(items):
-        verdict = check_document(i, raw)
-        if isinstance(verdict, list):
-            result.problems.extend(verdict)
-        else:
-            checked.append((i, verdict))
-    checked = _dedupe(checked, ("kind", "number"), result.problems)
+    checked = _accept(items, max_batch, check_document, ("kind", "number"), result.problems)
     if not checked:
         return result
     async with pool.acquire() as conn, conn.transaction():

@@ -40,32 +40,30 @@ async def insert_many(
     )
 
 
-async def by_transaction_ids(
-    conn: Connection, tenant_id: int, ids: Sequence[int], *, include_reversed: bool = False
+async def _by(
+    conn: Connection, tenant_id: int, parent: str, ids: Sequence[int], include_reversed: bool
 ) -> list[Record]:
     active = "" if include_reversed else " and reversed_at is null"
     return list(
         await conn.fetch(
-            f"select * from allocations where tenant_id = $1 and transaction_id = any($2){active}"
+            f"select * from allocations where tenant_id = $1 and {parent} = any($2){active}"
             " order by id",
             tenant_id,
             list(ids),
         )
     )
+
+
+async def by_transaction_ids(
+    conn: Connection, tenant_id: int, ids: Sequence[int], *, include_reversed: bool = False
+) -> list[Record]:
+    return await _by(conn, tenant_id, "transaction_id", ids, include_reversed)
 
 
 async def by_document_ids(
     conn: Connection, tenant_id: int, ids: Sequence[int], *, include_reversed: bool = False
 ) -> list[Record]:
-    active = "" if include_reversed else " and reversed_at is null"
-    return list(
-        await conn.fetch(
-            f"select * from allocations where tenant_id = $1 and document_id = any($2){active}"
-            " order by id",
-            tenant_id,
-            list(ids),
-        )
-    )
+    return await _by(conn, tenant_id, "document_id", ids, include_reversed)
 
 
 async def reverse_for_transaction(
