@@ -10,10 +10,13 @@ they are equal.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from decimal import Decimal
+from itertools import combinations, repeat
+from operator import and_
 from typing import TypeVar
 
 from service.domain.matcher import (
@@ -28,9 +31,6 @@ from service.domain.matcher import (
 from service.domain.models import OpenDocument, Payment
 from service.domain.references import (
     has_digit,
-    normalize_name,
-    normalize_reference,
-    normalize_symbol,
 )
 
 __all__ = ["DocumentIndex"]
@@ -45,12 +45,30 @@ _PREFIX_FETCH = 8 * (MAX_TRUNCATION_HITS + 1)
 _PENDING_LIMIT = 512
 
 
-_POSITION = 0x9E3779B97F4A7C15  # odd multiplier that spreads positions over the hash
+_DIGIT_CHARS = frozenset("0123456789")
+_DIGIT = re.compile("[0-9]")
+# One-edit keys post a document id with the position of the deleted character in its low bits.
+_POSITION_BITS = 7  # positions go up to MAX_TOKEN_LENGTH + 1
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+assert MAX_TOKEN_LENGTH + 1 <= _POSITION_MASK
 
 
-def _deletion_key(s: str, i: int) -> int:
-    """Key of `s` with its character at position `i` removed, the position included."""
-    return (hash(s[:i] + s[i + 1 :]) + i * _POSITION) & _MASK
+def _whole_hash(value: str) -> int:
+    """Hash of a value as a tuple of characters, comparable with `_deletion_hashes`."""
+    return hash(tuple(value)) & _MASK
+
+
+def _deletion_hashes(value: str) -> list[int]:
+    """Hash of `value` without its character at position i, for every i.
+
+    `combinations` yields each deletion as a tuple of characters (reusing one tuple), and
+    tuples hash from their items' cached hashes, so this runs in C without building a
+    string per position: it is the hot loop of every payment that names nothing exactly.
+    Hash collisions only over-fetch; `decide` verifies every candidate.
+    """
+    hashes = list(map(and_, map(hash, combinations(value, len(value) - 1)), repeat(_MASK)))
+    hashes.reverse()  # combinations drop the last character first
+    return hashes
 
 
 def _payer_hash(name: str, outstanding: Decimal) -> int:
@@ -83,11 +101,6 @@ def _unpost(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
         return
     if len(current) == 1:
         postings[key] = current[0]
-
-
-def _own(raw: str | None, key: str | None) -> str | None:
-    """The normalized key, reusing the document's string when it is already normalized."""
-    return raw if raw is not None and key == raw else key
 
 
 class _SortedKeys:
@@ -143,16 +156,18 @@ class DocumentIndex:
 
     __slots__ = (
         "_backward",
+        "_deleted",
         "_docs",
         "_forward",
-        "_fuzzy",
         "_key",
+        "_lengths",
         "_number",
         "_order",
         "_partner",
         "_payer",
         "_ss",
         "_vs",
+        "_whole",
     )
 
     def __init__(self, documents: Iterable[OpenDocument] = ()) -> None:
@@ -164,8 +179,13 @@ class DocumentIndex:
         self._ss: dict[str, _Posting] = {}
         self._key: dict[str, _Posting] = {}
         self._payer: dict[int, _Posting] = {}
-        self._fuzzy: dict[int, _Posting] = {}
+        # One edit away: (document id, position) codes by deletion hash, and document ids
+        # by whole-value hash; see `_edit_keys`.
+        self._deleted: dict[int, _Posting] = {}
+        self._whole: dict[int, _Posting] = {}
         self._forward = _SortedKeys()  # number and order-number keys
+        # Lengths of number and order-number keys: a glued token is cut only at these.
+        self._lengths: list[int] = []
         self._backward = _SortedKeys()  # the same keys reversed, for "ends with"
         for doc in documents:
             self.add(doc)
@@ -193,10 +213,8 @@ class DocumentIndex:
             return
         doc_id = doc.id
         self._docs[doc_id] = doc
-        number = _own(doc.number, normalize_reference(doc.number))
-        order = _own(doc.order_number, normalize_reference(doc.order_number))
-        vs = _own(doc.variable_symbol, normalize_symbol(doc.variable_symbol))
-        ss = _own(doc.specific_symbol, normalize_symbol(doc.specific_symbol))
+        number, order = doc.number_norm, doc.order_number_norm
+        vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
         if number is not None:
             _post(self._number, number, doc_id)
         if order is not None:
@@ -205,50 +223,58 @@ class DocumentIndex:
             _post(self._vs, vs, doc_id)
         if ss is not None:
             _post(self._ss, ss, doc_id)
-        partner = _own(doc.partner_identifier, normalize_reference(doc.partner_identifier))
+        partner = doc.partner_identifier_norm
         if partner is not None:
             _post(self._partner, partner, doc_id)
-        key = _own(doc.payment_key, normalize_reference(doc.payment_key))
+        key = doc.payment_key_norm
         if key is not None:
             _post(self._key, key, doc_id)
-        payer = normalize_name(doc.partner_name)
+        payer = doc.partner_name_norm
         if payer is not None:
             _post(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
         for value in (number, order):
-            if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
-                self._forward.add(value)
-                self._backward.add(value[::-1])
-        for h in self._fuzzy_keys(number, order, vs, ss):
-            _post(self._fuzzy, h, doc_id)
+            if value is not None:
+                if len(value) not in self._lengths:
+                    self._lengths.append(len(value))
+                    self._lengths.sort()
+                if len(value) > MIN_NEAR_LENGTH and has_digit(value):
+                    self._forward.add(value)
+                    self._backward.add(value[::-1])
+        deleted, whole = self._edit_keys(doc_id, number, order, vs, ss)
+        for h, code in deleted:
+            _post(self._deleted, h, code)
+        for h in whole:
+            _post(self._whole, h, doc_id)
 
     def remove(self, doc_id: int) -> OpenDocument | None:
         """Forget a document (paid, deleted or replaced); returns what was indexed."""
         doc = self._docs.pop(doc_id, None)
         if doc is None:
             return None
-        number = normalize_reference(doc.number)
-        order = normalize_reference(doc.order_number)
-        vs = normalize_symbol(doc.variable_symbol)
-        ss = normalize_symbol(doc.specific_symbol)
+        number, order = doc.number_norm, doc.order_number_norm
+        vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
         for postings, value in (
             (self._number, number),
             (self._order, order),
             (self._vs, vs),
             (self._ss, ss),
-            (self._partner, normalize_reference(doc.partner_identifier)),
-            (self._key, normalize_reference(doc.payment_key)),
+            (self._partner, doc.partner_identifier_norm),
+            (self._key, doc.payment_key_norm),
         ):
             if value is not None:
                 _unpost(postings, value, doc_id)
-        payer = normalize_name(doc.partner_name)
+        payer = doc.partner_name_norm
         if payer is not None:
             _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
         for value in (number, order):
             if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
                 self._forward.stale += 1
                 self._backward.stale += 1
-        for h in self._fuzzy_keys(number, order, vs, ss):
-            _unpost(self._fuzzy, h, doc_id)
+        deleted, whole = self._edit_keys(doc_id, number, order, vs, ss)
+        for h, code in deleted:
+            _unpost(self._deleted, h, code)
+        for h in whole:
+            _unpost(self._whole, h, doc_id)
         if self._forward.stale > 1024 and self._forward.stale > len(self._forward) // 2:
             self._rebuild_sorted()
         return doc
@@ -262,7 +288,7 @@ class DocumentIndex:
         if updated.paid >= updated.total:
             self.remove(doc_id)
             return updated
-        payer = normalize_name(doc.partner_name)
+        payer = doc.partner_name_norm
         if payer is not None:
             # Only the payer-amount key depends on what is paid.
             _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
@@ -283,6 +309,7 @@ class DocumentIndex:
         self._backward.merge()
 
     def _rebuild_sorted(self) -> None:
+        self._lengths = sorted({len(k) for k in (*self._number, *self._order)})
         keys = [
             k for k in (*self._number, *self._order) if len(k) > MIN_NEAR_LENGTH and has_digit(k)
         ]
@@ -290,25 +317,32 @@ class DocumentIndex:
         self._backward.rebuild(k[::-1] for k in keys)
 
     @staticmethod
-    def _fuzzy_keys(*values: str | None) -> set[int]:
-        """Positional deletion keys: one per character of each number or symbol.
+    def _edit_keys(doc_id: int, *values: str | None) -> tuple[set[tuple[int, int]], set[int]]:
+        """One-edit keys of a document's numbers and symbols: each deletion's hash with the
+        document id and the deleted position, and each whole value's hash.
 
-        Unlike plain symmetric deletes, the position makes a shared key mean one substitution
-        (same position) or one swap (adjacent positions), never two edits; with dense
-        numbering that keeps the candidates of a typo to its true neighbours. Values shorter
-        than MIN_NEAR_LENGTH are found from the payment side instead (its deletions are
-        looked up among the exact keys).
+        A payment's value is one edit from a document's when its whole value is one of the
+        document's deletions (one character missing), when both lose the same position (a
+        typo) or adjacent ones (a swap), or when one of its deletions is the document's whole
+        value (one character too many). Unlike plain symmetric deletes, the position keeps
+        two edits out, which matters with dense numbering.
         """
-        keys: set[int] = set()
+        deleted: set[tuple[int, int]] = set()
+        whole: set[int] = set()
+        code = doc_id << _POSITION_BITS
         for value in values:
-            # Longer than a token plus one, a value is never one edit from a payment's.
+            # Near misses are about numbers; outside these lengths a value is never one edit
+            # from a near token or symbol (MIN_NEAR_LENGTH to MAX_TOKEN_LENGTH long).
             if (
                 value is not None
-                and MIN_NEAR_LENGTH <= len(value) <= MAX_TOKEN_LENGTH + 1
+                and MIN_NEAR_LENGTH - 1 <= len(value) <= MAX_TOKEN_LENGTH + 1
                 and has_digit(value)
             ):
-                keys.update(_deletion_key(value, i) for i in range(len(value)))
-        return keys
+                if len(value) >= MIN_NEAR_LENGTH:
+                    deleted.update((h, code | i) for i, h in enumerate(_deletion_hashes(value)))
+                if len(value) <= MAX_TOKEN_LENGTH:
+                    whole.add(_whole_hash(value))
+        return deleted, whole
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -316,15 +350,13 @@ class DocumentIndex:
         """Documents that may match the lookup (a superset; `decide` verifies each)."""
         postings: list[_Posting] = []
         add = postings.append
-        number, order, partner = self._number, self._order, self._partner
-        for token in lookup.tokens:
-            # Membership first: most tokens are words that name nothing.
-            if token in number:
-                add(number[token])
-            if token in order:
-                add(order[token])
-            if token in partner:
-                add(partner[token])
+        tokens = lookup.tokens
+        if tokens:
+            # One set intersection per key (a loop in C): most tokens are words that name
+            # nothing. Candidate order is moot; `decide` sorts.
+            for postings_by_key in (self._number, self._order, self._partner):
+                for token in postings_by_key.keys() & tokens:
+                    add(postings_by_key[token])
         if lookup.variable_symbol is not None and lookup.variable_symbol in self._vs:
             add(self._vs[lookup.variable_symbol])
         if lookup.specific_symbol is not None and lookup.specific_symbol in self._ss:
@@ -345,71 +377,108 @@ class DocumentIndex:
                 ids.update(dict.fromkeys(posting))
         return [docs[i] for i in ids if i in docs]
 
-    def _near_postings(self, lookup: Lookup, add: Callable[[_Posting], None]) -> None:
+    def _near_postings(self, lookup: Lookup, add_posting: Callable[[_Posting], None]) -> None:
         number, order = self._number, self._order
-        for part in lookup.glued:
-            if part in number:
-                add(number[part])
-            if part in order:
-                add(order[part])
-        for fragment in lookup.prefixes:
-            for key in self._scan(self._forward, fragment):
-                if key in number:
-                    add(number[key])
-                if key in order:
-                    add(order[key])
-            for key in self._scan(self._backward, fragment[::-1]):
-                key = key[::-1]
-                if key in number:
-                    add(number[key])
-                if key in order:
-                    add(order[key])
-        # One edit away, from the same sources as `lookup.fuzzy` (near tokens and symbols) but
-        # with positional keys, see `_fuzzy_keys`.
-        vs, ss, fuzzy = self._vs, self._ss, self._fuzzy
-        sources = list(lookup.prefixes)
-        for symbol in (lookup.variable_symbol, lookup.specific_symbol):
-            if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
-                sources.append(symbol)
-        for value in sources:
-            length = len(value)
-            base = hash(value)
-            for i in range(length + 1):
-                # The document has one character more, at position i: its deletion is `value`.
-                h = (base + i * _POSITION) & _MASK
-                if h in fuzzy:
-                    add(fuzzy[h])
-                if i == length:
-                    break
-                shorter = value[:i] + value[i + 1 :]
-                hashed = hash(shorter)
-                # Typo at position i: both lose the same position.
-                h = (hashed + i * _POSITION) & _MASK
-                if h in fuzzy:
-                    add(fuzzy[h])
-                # Swap of positions i, i+1: the document loses the character at i + 1.
-                h = (hashed + (i + 1) * _POSITION) & _MASK
-                if i + 1 < length and h in fuzzy:
-                    add(fuzzy[h])
-                # The payment has one character too many: its deletion is the exact value.
-                for exact in (number, order, vs, ss):
-                    if shorter in exact:
-                        add(exact[shorter])
+        longest = self._lengths[-1] if self._lengths else 0
+        for token in lookup.prefixes:
+            # The token may be a number glued to other text,
+            parts = self._glued(token)
+            if parts:
+                for part in number.keys() & parts:
+                    add_posting(number[part])
+                for part in order.keys() & parts:
+                    add_posting(order[part])
+            # or the beginning or end of a number (which is longer),
+            if len(token) < longest:
+                for key in self._truncated(token):
+                    if key in number:
+                        add_posting(number[key])
+                    if key in order:
+                        add_posting(order[key])
+        # or, like a symbol, one edit away from a number or symbol.
+        for value in (*lookup.prefixes, *lookup.near_symbols):
+            self._edit_postings(value, add_posting)
         if lookup.counterparty_name is not None and lookup.amount is not None:
             h = _payer_hash(lookup.counterparty_name, lookup.amount)
             if h in self._payer:
-                add(self._payer[h])
+                add_posting(self._payer[h])
+
+    def _edit_postings(self, value: str, add_posting: Callable[[_Posting], None]) -> None:
+        """Documents with a number or symbol one edit away from `value` (see `_edit_keys`)."""
+        deleted = self._deleted
+        longer = deleted.get(_whole_hash(value))
+        if longer is not None:  # the document has one character more, anywhere
+            for code in [longer] if isinstance(longer, int) else longer:
+                add_posting(code >> _POSITION_BITS)
+        hashes = _deletion_hashes(value)
+        shared = deleted.keys() & hashes
+        if shared:
+            last = len(hashes) - 1
+            for i, h in enumerate(hashes):
+                if h in shared:
+                    posting = deleted[h]
+                    for code in [posting] if isinstance(posting, int) else posting:
+                        j = code & _POSITION_MASK
+                        # Same position: a typo; the next one: two swapped characters.
+                        if j == i or (j == i + 1 and i < last):
+                            add_posting(code >> _POSITION_BITS)
+        whole = self._whole
+        for h in whole.keys() & hashes:  # the payment has one character too many
+            add_posting(whole[h])
+
+    def _truncated(self, fragment: str) -> list[str]:
+        """Numbers that start or end with `fragment` (a superset of its truncations)."""
+        found = self._scan(self._forward, fragment)
+        backward = self._scan(self._backward, fragment[::-1])
+        if backward:
+            found += [key[::-1] for key in backward]
+        return found
+
+    def _glued(self, token: str) -> list[str]:
+        """The parts of `glued_parts(token)` as long as some number: no other can be found."""
+        n = len(token)
+        if token.isascii() and token.isdigit():
+            return []  # every cut would fall between two digits
+        found = _DIGIT.search(token)
+        if found is None:
+            return []
+        first = found.start()
+        last = n - 1 - _DIGIT.search(token[::-1]).start()  # type: ignore[union-attr]
+        parts: list[str] = []
+        for length in self._lengths:
+            if length >= n:
+                break
+            if length < MIN_NEAR_LENGTH:
+                continue
+            # A part must hold a digit, and the cut may not fall between two digits.
+            cut_digits = token[length - 1] in _DIGIT_CHARS and token[length] in _DIGIT_CHARS
+            if first < length and not cut_digits:
+                parts.append(token[:length])
+            k = n - length
+            if last >= k and not (token[k - 1] in _DIGIT_CHARS and token[k] in _DIGIT_CHARS):
+                parts.append(token[k:])
+        return parts
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""
+        if len(keys._pending) > _PENDING_LIMIT:
+            keys.merge()
+        ordered = keys._sorted
+        i = bisect_left(ordered, prefix)
+        if (i == len(ordered) or not ordered[i].startswith(prefix)) and not keys._pending:
+            return []  # the usual answer: nothing starts with it
         found: dict[str, None] = {}
         backward = keys is self._backward
+        check = keys.stale > 0
+        number, order = self._number, self._order
         for key in keys.starting_with(prefix):
-            live = key[::-1] if backward else key
-            if live in self._number or live in self._order:
-                found[key] = None
-                if len(found) >= _PREFIX_FETCH:
-                    break
+            if check:
+                live = key[::-1] if backward else key
+                if live not in number and live not in order:
+                    continue
+            found[key] = None
+            if len(found) >= _PREFIX_FETCH:
+                break
         return list(found)
 
     def match(self, payment: Payment, config: MatchConfig) -> Decision:

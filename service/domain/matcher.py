@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from operator import attrgetter
-from typing import Literal, overload
+from typing import Literal, NamedTuple, overload
 
 from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
 from service.domain.references import (
@@ -87,6 +87,7 @@ DEFAULT_MATCH_KEYS: dict[str, frozenset[MatchKey]] = {
 
 # Confidence of suggestions (never applied automatically); an amount equal to the document's
 # outstanding adds _AMOUNT_BONUS.
+_ZERO = Decimal(0)
 _CONF_AMBIGUOUS = 0.6
 _CONF_CONFLICT = 0.5
 _CONF_WRONG_CURRENCY = 0.6
@@ -129,6 +130,7 @@ class _Flags:
         "kinds",
         "ks",
         "near",
+        "near_fields",
         "number",
         "order",
         "partner",
@@ -145,6 +147,14 @@ class _Flags:
         self.partner = _K.PARTNER_IDENTIFIER in keys
         self.text = self.number or self.order or self.partner
         self.near = self.number or self.order  # near misses are about numbers
+        self.near_fields: tuple[tuple[MatchKey, str], ...] = tuple(
+            (key, word)
+            for key, word, on in (
+                (_K.DOCUMENT_NUMBER, "number", self.number),
+                (_K.ORDER_NUMBER, "order number", self.order),
+            )
+            if on
+        )
         self.vs = _K.VARIABLE_SYMBOL in keys
         self.ss = _K.SPECIFIC_SYMBOL in keys
         self.ks = _K.CONSTANT_SYMBOL in keys
@@ -202,20 +212,17 @@ class Decision:
     explanation: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):
     """Normalized keys a store must fetch candidate documents for.
 
     Exact keys: `tokens` (document number, order number, partner identifier equal to a token),
-    the symbols and `payment_key`. Near-miss keys, filled only when `near_misses` is true:
-    `glued` (document/order numbers equal to one of these), `prefixes` (the digit-bearing
-    tokens near misses are looked for in: numbers that start or end with one of them),
-    `fuzzy` (their and the symbols' deletion neighbourhoods: fetch numbers and symbols equal to
-    a member, or one of whose own one-character deletions is a member; that finds everything
-    one edit away, and some two away, which `decide` then discards) and `counterparty_name`
-    with `amount` (documents of the partner of that name whose outstanding equals the amount).
-    Everything is bounded. `DocumentIndex` derives positional deletion keys from the same
-    sources instead of `fuzzy`, which fetches only true one-edit neighbours.
+    the symbols and `payment_key`. Near-miss keys, present only when `near_misses` is true:
+    `prefixes` (the digit-bearing tokens near misses are looked for in: numbers that start or
+    end with one of them), `glued` and `fuzzy` (derived on demand from `prefixes` and the
+    symbols, see below) and `counterparty_name` with `amount` (documents of the partner of
+    that name whose outstanding equals the amount). Everything is bounded.
+
+    A named tuple rather than a frozen dataclass: one is built per payment on the hot path.
     """
 
     tokens: tuple[str, ...] = ()
@@ -224,37 +231,53 @@ class Lookup:
     constant_symbol: str | None = None
     payment_key: str | None = None
     near_misses: bool = False
-    glued: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
-    fuzzy: tuple[str, ...] = ()
     counterparty_name: str | None = None
     amount: Decimal | None = None
 
+    @property
+    def glued(self) -> tuple[str, ...]:
+        """Parts of the near tokens that may be a number glued to other text: fetch document
+        and order numbers equal to one of them."""
+        found: dict[str, None] = {}
+        for token in self.prefixes:
+            found.update(dict.fromkeys(glued_parts(token, MIN_NEAR_LENGTH)))
+        return tuple(found)
+
+    @property
+    def near_symbols(self) -> tuple[str, ...]:
+        """The symbols a near-miss search looks at (a hostile overlong one gets none)."""
+        if not self.near_misses:
+            return ()
+        return tuple(
+            s
+            for s in (self.variable_symbol, self.specific_symbol)
+            if s is not None and MIN_NEAR_LENGTH <= len(s) <= MAX_TOKEN_LENGTH
+        )
+
+    @property
+    def fuzzy(self) -> tuple[str, ...]:
+        """The near tokens' and symbols' deletion neighbourhoods: fetch numbers and symbols
+        equal to a member, or one of whose own one-character deletions is a member. That finds
+        everything one edit away, and some two away, which `decide` then discards.
+
+        `DocumentIndex` derives positional deletion keys from the same sources instead, which
+        fetch only true one-edit neighbours.
+        """
+        found: dict[str, None] = {}
+        for value in (*self.prefixes, *self.near_symbols):
+            found[value] = None
+            found.update(dict.fromkeys(sorted(deletes(value))))
+        return tuple(found)
+
 
 # A frozen dataclass's __init__ pays an object.__setattr__ call per field. On the per-payment
-# hot path (exact lookups, matched decisions) the slots are set directly instead: the objects
+# hot path (matched decisions) the slots are set directly instead: the objects
 # are the same in every respect (equality, hashing, immutability afterwards).
 _new = object.__new__
-_L = tuple(Lookup.__dict__[f.name].__set__ for f in fields(Lookup))
 _D = tuple(Decision.__dict__[f.name].__set__ for f in fields(Decision))
 _A = tuple(AllocationPlan.__dict__[f.name].__set__ for f in fields(AllocationPlan))
-
-
-def _exact_lookup(refs: _Refs) -> Lookup:
-    lookup: Lookup = _new(Lookup)
-    tokens, vs, ss, ks, key, near, glued, prefixes, fuzzy, name, amount = _L
-    tokens(lookup, refs.tokens)
-    vs(lookup, refs.variable_symbol)
-    ss(lookup, refs.specific_symbol)
-    ks(lookup, refs.constant_symbol)
-    key(lookup, refs.payment_key)
-    near(lookup, False)
-    glued(lookup, ())
-    prefixes(lookup, ())
-    fuzzy(lookup, ())
-    name(lookup, None)
-    amount(lookup, None)
-    return lookup
+_S = tuple(Suggestion.__dict__[f.name].__set__ for f in fields(Suggestion))
 
 
 def _matched(allocations: tuple[AllocationPlan, ...], explanation: str) -> Decision:
@@ -267,6 +290,25 @@ def _matched(allocations: tuple[AllocationPlan, ...], explanation: str) -> Decis
     return decision
 
 
+def _decision(state: MatchState, suggestions: tuple[Suggestion, ...], explanation: str) -> Decision:
+    decision: Decision = _new(Decision)
+    set_state, set_allocations, set_suggestions, set_explanation = _D
+    set_state(decision, state)
+    set_allocations(decision, ())
+    set_suggestions(decision, suggestions)
+    set_explanation(decision, explanation)
+    return decision
+
+
+def _suggestion(document_id: int, confidence: float, reason: str) -> Suggestion:
+    suggestion: Suggestion = _new(Suggestion)
+    set_id, set_confidence, set_reason = _S
+    set_id(suggestion, document_id)
+    set_confidence(suggestion, confidence)
+    set_reason(suggestion, reason)
+    return suggestion
+
+
 def _plan(document_id: int, amount: Decimal, rule: MatchKey) -> AllocationPlan:
     plan: AllocationPlan = _new(AllocationPlan)
     set_id, set_amount, set_rule = _A
@@ -276,76 +318,59 @@ def _plan(document_id: int, amount: Decimal, rule: MatchKey) -> AllocationPlan:
     return plan
 
 
-class _Refs:
-    """A payment's references, normalized once, limited to what the enabled keys use."""
-
-    __slots__ = (
-        "_near",
-        "constant_symbol",
-        "payment_key",
-        "specific_symbol",
-        "tokens",
-        "variable_symbol",
+def _exact(payment: Payment, flags: _Flags) -> Lookup:
+    """A payment's exact references, normalized once, limited to what the enabled keys use."""
+    tokens: tuple[str, ...] = ()
+    text = payment.remittance_information
+    if flags.text and text:
+        words = tokenize(text[:MAX_TEXT_LENGTH])
+        if words and max(map(len, words)) > MAX_TOKEN_LENGTH:
+            words = [t for t in words if len(t) <= MAX_TOKEN_LENGTH]
+        tokens = tuple(dict.fromkeys(words))[:MAX_TOKENS]
+    vs, ss, ks, key = (
+        payment.variable_symbol,
+        payment.specific_symbol,
+        payment.constant_symbol,
+        payment.payment_key,
+    )
+    return Lookup(
+        tokens,
+        normalize_symbol(vs) if flags.vs and vs is not None else None,
+        normalize_symbol(ss) if flags.ss and ss is not None else None,
+        normalize_symbol(ks) if flags.ks and ks is not None else None,
+        normalize_reference(key) if flags.payment_key and key is not None else None,
     )
 
-    def __init__(self, payment: Payment, flags: _Flags) -> None:
-        tokens: tuple[str, ...] = ()
-        text = payment.remittance_information
-        if flags.text and text:
-            found = dict.fromkeys(
-                t for t in tokenize(text[:MAX_TEXT_LENGTH]) if len(t) <= MAX_TOKEN_LENGTH
-            )
-            tokens = tuple(found)[:MAX_TOKENS]
-        self.tokens = tokens
-        self._near: tuple[str, ...] | None = None if flags.near else ()
-        self.variable_symbol = normalize_symbol(payment.variable_symbol) if flags.vs else None
-        self.specific_symbol = normalize_symbol(payment.specific_symbol) if flags.ss else None
-        self.constant_symbol = normalize_symbol(payment.constant_symbol) if flags.ks else None
-        self.payment_key = normalize_reference(payment.payment_key) if flags.payment_key else None
 
-    @property
-    def near_tokens(self) -> tuple[str, ...]:
-        """Tokens that may be a mistyped, glued or truncated number (computed on demand)."""
-        if self._near is None:
-            near = [t for t in self.tokens if len(t) >= MIN_NEAR_LENGTH and has_digit(t)]
-            self._near = tuple(near[:MAX_NEAR_TOKENS])
-        return self._near
+def _with_near(payment: Payment, exact: Lookup, flags: _Flags) -> Lookup:
+    """The exact lookup plus the near-miss keys."""
+    near: tuple[str, ...] = ()
+    if flags.near:
+        # Tokens that may be a mistyped, glued or truncated number.
+        found = [t for t in exact.tokens if len(t) >= MIN_NEAR_LENGTH and has_digit(t)]
+        near = tuple(found[:MAX_NEAR_TOKENS])
+    name = payment.counterparty_name
+    tokens, vs, ss, ks, key = exact[:5]
+    return Lookup(
+        tokens,
+        vs,
+        ss,
+        ks,
+        key,
+        True,
+        near,
+        normalize_name(name) if name is not None else None,
+        payment.amount,
+    )
 
 
 def lookup_for(payment: Payment, config: MatchConfig, *, near_misses: bool = True) -> Lookup:
     """The keys to fetch candidates for; with `near_misses=False` only the exact ones."""
-    if payment.amount <= 0:
+    if payment.amount <= _ZERO:
         return Lookup()  # outgoing payments are never matched: nothing to fetch
-    return _lookup(payment, _Refs(payment, config.flags), near_misses)
-
-
-def _lookup(payment: Payment, refs: _Refs, near_misses: bool) -> Lookup:
-    if not near_misses:
-        return _exact_lookup(refs)
-    glued: dict[str, None] = {}
-    fuzzy: dict[str, None] = {}
-    for token in refs.near_tokens:
-        glued.update(dict.fromkeys(glued_parts(token, MIN_NEAR_LENGTH)))
-        fuzzy[token] = None
-        fuzzy.update(dict.fromkeys(sorted(deletes(token))))
-    for symbol in (refs.variable_symbol, refs.specific_symbol):
-        # A symbol is at most 10 digits; a hostile longer one gets no near-miss search.
-        if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
-            fuzzy[symbol] = None
-            fuzzy.update(dict.fromkeys(sorted(deletes(symbol))))
-    return Lookup(
-        tokens=refs.tokens,
-        variable_symbol=refs.variable_symbol,
-        specific_symbol=refs.specific_symbol,
-        constant_symbol=refs.constant_symbol,
-        payment_key=refs.payment_key,
-        near_misses=True,
-        glued=tuple(glued),
-        prefixes=refs.near_tokens,
-        fuzzy=tuple(fuzzy),
-        counterparty_name=normalize_name(payment.counterparty_name),
-        amount=payment.amount,
-    )
+    flags = config.flags
+    exact = _exact(payment, flags)
+    return _with_near(payment, exact, flags) if near_misses else exact
 
 
 # -- allocation ------------------------------------------------------------------------------
@@ -409,7 +434,15 @@ def _kinds_phrase(kinds: frozenset[DocumentKind]) -> str:
 
 
 def _currency(code: str) -> str:
-    return code.strip().upper()
+    clean = _CURRENCIES.get(code)
+    if clean is None:
+        clean = code.strip().upper()
+        if len(_CURRENCIES) < 1024:  # a memo of the few codes in use, bounded against abuse
+            _CURRENCIES[code] = clean
+    return clean
+
+
+_CURRENCIES: dict[str, str] = {}
 
 
 def _open_documents(
@@ -418,7 +451,7 @@ def _open_documents(
     """Open documents of the enabled kinds, each once, oldest first; order of input is moot."""
     if isinstance(candidates, list | tuple) and len(candidates) == 1:
         doc = candidates[0]  # the usual exact hit: nothing to de-duplicate or sort
-        return [doc] if doc.kind in kinds and doc.paid < doc.total else []
+        return [doc] if doc.kind in kinds and doc.outstanding > _ZERO else []
     by_id: dict[int, OpenDocument] = {}
     for doc in candidates:
         if doc.kind not in kinds or doc.paid >= doc.total:
@@ -474,7 +507,8 @@ class _Suggestions:
 
     def __init__(self, amount: Decimal) -> None:
         self.amount = amount
-        self.best: dict[int, tuple[float, int, str, OpenDocument]] = {}
+        # document id -> (rank key: -confidence, seq, id; confidence; reason)
+        self.best: dict[int, tuple[tuple[float, int, int], float, str]] = {}
 
     def add(
         self, doc: OpenDocument, confidence: float, reason: str, amount_bonus: bool = True
@@ -485,15 +519,12 @@ class _Suggestions:
         confidence = round(min(confidence, 0.95), 2)
         current = self.best.get(doc.id)
         # Ties keep the first reason added: callers add in a fixed order, so this is stable.
-        if current is None or confidence > current[0]:
-            order = len(self.best) if current is None else current[1]
-            self.best[doc.id] = (confidence, order, reason, doc)
+        if current is None or confidence > current[1]:
+            self.best[doc.id] = ((-confidence, doc.seq, doc.id), confidence, reason)
 
     def result(self) -> tuple[Suggestion, ...]:
-        ranked = sorted(self.best.values(), key=lambda e: (-e[0], e[3].seq, e[3].id))[
-            :MAX_SUGGESTIONS
-        ]
-        return tuple(Suggestion(e[3].id, e[0], e[2]) for e in ranked)
+        ranked = sorted(self.best.values())[:MAX_SUGGESTIONS]
+        return tuple(_suggestion(key[2], confidence, reason) for key, confidence, reason in ranked)
 
     def __bool__(self) -> bool:
         return bool(self.best)
@@ -517,9 +548,9 @@ def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchCo
     Exact references allocate automatically when they name documents unambiguously; anything
     else becomes suggestions with reasons, or an explanation of why nothing matched.
     """
-    if payment.amount <= 0:
+    if payment.amount <= _ZERO:
         return _outgoing(payment)
-    decision = _decide(payment, candidates, config, _Refs(payment, config.flags), near=True)
+    decision = _decide(payment, candidates, config, lookup_for(payment, config), near=True)
     assert decision is not None
     return decision
 
@@ -529,8 +560,10 @@ def _decide(
     payment: Payment,
     candidates: Iterable[OpenDocument],
     config: MatchConfig,
-    refs: _Refs,
+    refs: Lookup,
     near: Literal[True],
+    retry: bool = False,
+    exact_hits: bool = True,
 ) -> Decision: ...
 
 
@@ -539,8 +572,10 @@ def _decide(
     payment: Payment,
     candidates: Iterable[OpenDocument],
     config: MatchConfig,
-    refs: _Refs,
+    refs: Lookup,
     near: bool,
+    retry: bool = False,
+    exact_hits: bool = True,
 ) -> Decision | None: ...
 
 
@@ -548,15 +583,23 @@ def _decide(
     payment: Payment,
     candidates: Iterable[OpenDocument],
     config: MatchConfig,
-    refs: _Refs,
+    refs: Lookup,
     near: bool,
+    retry: bool = False,
+    exact_hits: bool = True,
 ) -> Decision | None:
     """`decide` proper; with `near=False` it returns None where only near misses could
-    still say something, so a caller that fetched exact candidates knows to fetch more."""
+    still say something, so a caller that fetched exact candidates knows to fetch more.
+    `retry` says an exact pass over the same references resolved nothing already;
+    `exact_hits=False` that its fetch found no document for any exact key at all."""
     amount = payment.amount
     currency = _currency(payment.currency)
     flags = config.flags
     docs = _open_documents(candidates, flags.kinds)
+    if len(docs) == 1 and not retry:
+        single = _single(docs[0], amount, currency, refs, flags)
+        if single is not None:
+            return single
     tokens = refs.tokens
     want_number = flags.number and bool(tokens)
     want_order = flags.order and bool(tokens)
@@ -575,38 +618,26 @@ def _decide(
     vs_hits: list[OpenDocument] = []
     ss_hits: list[OpenDocument] = []
     key_hits: list[OpenDocument] = []
-    if docs:
+    if docs and exact_hits:
         token_set = frozenset(tokens)
         for doc in docs:
             if want_number:
-                k = normalize_reference(doc.number)
+                k = doc.number_norm
                 if k in token_set:
                     number_hits.setdefault(k, []).append(doc)
-            if want_order and doc.order_number:
-                k = normalize_reference(doc.order_number)
-                if k in token_set:
+            if want_order:
+                k = doc.order_number_norm
+                if k is not None and k in token_set:
                     order_hits.setdefault(k, []).append(doc)
-            if want_partner and doc.partner_identifier:
-                k = normalize_reference(doc.partner_identifier)
-                if k in token_set:
+            if want_partner:
+                k = doc.partner_identifier_norm
+                if k is not None and k in token_set:
                     partner_hits.setdefault(k, []).append(doc)
-            if (
-                vs is not None
-                and doc.variable_symbol
-                and normalize_symbol(doc.variable_symbol) == vs
-            ):
+            if vs is not None and doc.variable_symbol_norm == vs:
                 vs_hits.append(doc)
-            if (
-                ss is not None
-                and doc.specific_symbol
-                and normalize_symbol(doc.specific_symbol) == ss
-            ):
+            if ss is not None and doc.specific_symbol_norm == ss:
                 ss_hits.append(doc)
-            if (
-                pkey is not None
-                and doc.payment_key
-                and normalize_reference(doc.payment_key) == pkey
-            ):
+            if pkey is not None and doc.payment_key_norm == pkey:
                 key_hits.append(doc)
 
     suggestions = _Suggestions(amount)
@@ -705,8 +736,52 @@ def _decide(
         explanation = "not matched automatically: " + found[0].reason
         if more:
             explanation += f" (and {more} more suggestion{'s' if more > 1 else ''})"
-        return Decision(MatchState.SUGGESTED, suggestions=found, explanation=explanation)
-    return Decision(MatchState.UNMATCHED, explanation=_unmatched(payment, refs, config))
+        return _decision(MatchState.SUGGESTED, found, explanation)
+    return _decision(MatchState.UNMATCHED, (), _unmatched(payment, refs, config))
+
+
+def _single(
+    doc: OpenDocument, amount: Decimal, currency: str, refs: Lookup, flags: _Flags
+) -> Decision | None:
+    """The usual case without the general machinery: the only candidate, in the payment's
+    currency, named by exactly one reference. Gives what `_decide` would; None otherwise."""
+    if doc.currency != currency:
+        return None
+    tokens = refs.tokens
+    rule: MatchKey | None = None
+    label = ""
+    hits = 0
+    if tokens:
+        if flags.number and doc.number_norm in tokens:
+            hits += 1
+            rule = _K.DOCUMENT_NUMBER
+            label = "document number in the remittance text"
+        key = doc.order_number_norm
+        if flags.order and key is not None and key in tokens:
+            hits += 1
+            rule = _K.ORDER_NUMBER
+            label = f"order number {key} in the remittance text"
+        key = doc.partner_identifier_norm
+        if flags.partner and key is not None and key in tokens:
+            return None
+    for symbol, value, symbol_rule in (
+        (refs.variable_symbol, doc.variable_symbol_norm, _K.VARIABLE_SYMBOL),
+        (refs.specific_symbol, doc.specific_symbol_norm, _K.SPECIFIC_SYMBOL),
+    ):
+        if symbol is not None and value == symbol:
+            if refs.constant_symbol is not None:
+                return None  # the constant symbol may narrow it away
+            hits += 1
+            rule = symbol_rule
+            label = f"{_SYMBOL_WORDS[symbol_rule]} {symbol}"
+    key = refs.payment_key
+    if key is not None and doc.payment_key_norm == key:
+        hits += 1
+        rule = _K.PAYMENT_KEY
+        label = f"payment key {key}"
+    if hits != 1 or rule is None:
+        return None
+    return _allocate(amount, currency, [(doc, rule)], f"matched {_doc(doc)} by {label}")
 
 
 def _same_currency(pool: list[OpenDocument], currency: str) -> list[OpenDocument]:
@@ -731,7 +806,7 @@ def _narrow_by_constant_symbol(
     """The constant symbol only narrows: where both sides carry one, they must agree."""
     kept = []
     for d in hits:
-        dks = normalize_symbol(d.constant_symbol)
+        dks = d.constant_symbol_norm
         if dks is not None and dks != ks:
             suggestions.add(
                 d,
@@ -960,7 +1035,7 @@ def _partner(
 
 def _near_misses(
     payment: Payment,
-    refs: _Refs,
+    refs: Lookup,
     docs: list[OpenDocument],
     hit_tokens: set[str],
     vs_hit: bool,
@@ -975,37 +1050,37 @@ def _near_misses(
     """
     currency = _currency(payment.currency)
     amount = payment.amount
-    tokens = [t for t in refs.near_tokens if t not in hit_tokens]
-    fields: list[tuple[MatchKey, str]] = []
-    if flags.number:
-        fields.append((_K.DOCUMENT_NUMBER, "number"))
-    if flags.order:
-        fields.append((_K.ORDER_NUMBER, "order number"))
+    tokens = refs.prefixes
+    if hit_tokens:
+        tokens = tuple(t for t in tokens if t not in hit_tokens)
+    fields = flags.near_fields if tokens else ()
     symbols: list[tuple[MatchKey, str]] = []
-    if refs.variable_symbol is not None and not vs_hit:
-        symbols.append((_K.VARIABLE_SYMBOL, refs.variable_symbol))
-    if refs.specific_symbol is not None and not ss_hit:
-        symbols.append((_K.SPECIFIC_SYMBOL, refs.specific_symbol))
-    symbols = [(k, s) for k, s in symbols if MIN_NEAR_LENGTH <= len(s) <= MAX_TOKEN_LENGTH]
-    payer = normalize_name(payment.counterparty_name)
+    vs, ss = refs.variable_symbol, refs.specific_symbol
+    if vs is not None and not vs_hit and MIN_NEAR_LENGTH <= len(vs) <= MAX_TOKEN_LENGTH:
+        symbols.append((_K.VARIABLE_SYMBOL, vs))
+    if ss is not None and not ss_hit and MIN_NEAR_LENGTH <= len(ss) <= MAX_TOKEN_LENGTH:
+        symbols.append((_K.SPECIFIC_SYMBOL, ss))
+    payer = refs.counterparty_name
 
     truncations: dict[str, list[tuple[OpenDocument, str]]] = {}
     payer_docs: list[OpenDocument] = []
-    sized = [(t, len(t)) for t in tokens]
     for doc in docs:
         if doc.currency != currency and _currency(doc.currency) != currency:
             continue
-        for key, word in fields if sized else ():
-            raw = doc.number if key is _K.DOCUMENT_NUMBER else doc.order_number
-            value = normalize_reference(raw)
+        for key, word in fields:
+            raw: str | None
+            if key is _K.DOCUMENT_NUMBER:
+                raw, value = doc.number, doc.number_norm
+            else:
+                raw, value = doc.order_number, doc.order_number_norm
             # Near misses are about numbers: a value without a digit is never one.
             if value is None or len(value) < MIN_NEAR_LENGTH - 1 or not has_digit(value):
                 continue
             length = len(value)
-            for token, token_length in sized:
+            for token in tokens:
                 # Lengths decide which relation is possible: one edit changes the length by
                 # at most one, a glued token is longer, a truncated one shorter.
-                longer = token_length - length
+                longer = len(token) - length
                 if -1 <= longer <= 1:
                     kind = one_edit(token, value)
                     if kind is None:
@@ -1032,8 +1107,9 @@ def _near_misses(
                 elif is_truncation_of(token, value):
                     truncations.setdefault(token, []).append((doc, word))
         for key, symbol in symbols:
-            raw = doc.variable_symbol if key is _K.VARIABLE_SYMBOL else doc.specific_symbol
-            value = normalize_symbol(raw)
+            value = (
+                doc.variable_symbol_norm if key is _K.VARIABLE_SYMBOL else doc.specific_symbol_norm
+            )
             if value is None:
                 continue
             kind = one_edit(symbol, value)
@@ -1045,12 +1121,7 @@ def _near_misses(
                     f"{word} {symbol} not found; open {_doc(doc)} has {word} {value}, which "
                     f"differs by {kind.describe('digit')}",
                 )
-        if (
-            payer is not None
-            and doc.partner_name
-            and doc.outstanding == amount
-            and normalize_name(doc.partner_name) == payer
-        ):
+        if payer is not None and doc.partner_name_norm == payer and doc.outstanding == amount:
             payer_docs.append(doc)
 
     for token, found in truncations.items():
@@ -1063,7 +1134,7 @@ def _near_misses(
                 _CONF_TRUNCATED,
                 f"{word} {token} not found; it is only part of the {word} of open "
                 f"{_kind(doc)} {doc.number} (incomplete number)"
-                + ("" if word == "number" else f": {normalize_reference(doc.order_number)}"),
+                + ("" if word == "number" else f": {doc.order_number_norm}"),
             )
     if len(payer_docs) == 1:
         doc = payer_docs[0]
@@ -1077,15 +1148,15 @@ def _near_misses(
         )
 
 
-def _unmatched(payment: Payment, refs: _Refs, config: MatchConfig) -> str:
+def _unmatched(payment: Payment, refs: Lookup, config: MatchConfig) -> str:
     keys = config.match_keys
     kinds = _kinds_phrase(config.match_against)
     parts: list[str] = []
     if config.flags.text:
         if not payment.remittance_information or not refs.tokens:
             parts.append("the payment has no remittance text")
-        elif refs.near_tokens:
-            shown = ", ".join(refs.near_tokens[:3])
+        elif refs.prefixes:
+            shown = ", ".join(refs.prefixes[:3])
             parts.append(f"{shown} in the remittance text names no open {kinds}")
         else:
             parts.append(f"the remittance text names no open {kinds}")
@@ -1119,7 +1190,7 @@ def _unmatched(payment: Payment, refs: _Refs, config: MatchConfig) -> str:
 def match(
     payment: Payment,
     config: MatchConfig,
-    fetch: Callable[[Lookup], Iterable[OpenDocument]],
+    fetch: Callable[[Lookup], Sequence[OpenDocument]],
 ) -> Decision:
     """Fetch exact candidates first, and near-miss candidates only when no exact reference hit.
 
@@ -1127,10 +1198,18 @@ def match(
     change what exact references decide (a match, or ambiguity among exact hits); they only
     add suggestions when no reference hit at all.
     """
-    if payment.amount <= 0:
+    if payment.amount <= _ZERO:
         return _outgoing(payment)
-    refs = _Refs(payment, config.flags)
-    decision = _decide(payment, fetch(_lookup(payment, refs, False)), config, refs, near=False)
-    if decision is not None:
-        return decision
-    return _decide(payment, fetch(_lookup(payment, refs, True)), config, refs, near=True)
+    flags = config.flags
+    exact = _exact(payment, flags)
+    candidates = fetch(exact)
+    if candidates:
+        decision = _decide(payment, candidates, config, exact, near=False)
+        if decision is not None:
+            return decision
+    # Nothing was decided by exact references (with no candidates at all, `_decide` would
+    # have said exactly that): fetch and decide again with the near-miss keys.
+    near = _with_near(payment, exact, flags)
+    return _decide(
+        payment, fetch(near), config, near, near=True, retry=True, exact_hits=bool(candidates)
+    )

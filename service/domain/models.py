@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+
+from .references import normalize_name, normalize_reference, normalize_symbol
 
 __all__ = [
     "DocumentKind",
@@ -106,7 +108,41 @@ class OpenDocument:
     partner_identifier: str | None = None
     partner_name: str | None = None
     issue_date: date | None = None
+    # The references normalized once, as the matcher and the index compare them; derived
+    # from the fields above (not part of the constructor or of equality).
+    number_norm: str | None = field(init=False, repr=False, compare=False)
+    order_number_norm: str | None = field(init=False, repr=False, compare=False)
+    variable_symbol_norm: str | None = field(init=False, repr=False, compare=False)
+    specific_symbol_norm: str | None = field(init=False, repr=False, compare=False)
+    constant_symbol_norm: str | None = field(init=False, repr=False, compare=False)
+    payment_key_norm: str | None = field(init=False, repr=False, compare=False)
+    partner_identifier_norm: str | None = field(init=False, repr=False, compare=False)
+    partner_name_norm: str | None = field(init=False, repr=False, compare=False)
+    outstanding: Decimal = field(init=False, repr=False, compare=False)
 
-    @property
-    def outstanding(self) -> Decimal:
-        return self.total - self.paid
+    def __post_init__(self) -> None:
+        derive = object.__setattr__  # the class is frozen
+        derive(self, "number_norm", _same(self.number, normalize_reference(self.number)))
+        derive(self, "order_number_norm", _reference(self.order_number))
+        derive(self, "variable_symbol_norm", _symbol(self.variable_symbol))
+        derive(self, "specific_symbol_norm", _symbol(self.specific_symbol))
+        derive(self, "constant_symbol_norm", _symbol(self.constant_symbol))
+        derive(self, "payment_key_norm", _reference(self.payment_key))
+        derive(self, "partner_identifier_norm", _reference(self.partner_identifier))
+        name = self.partner_name
+        derive(self, "partner_name_norm", None if name is None else normalize_name(name))
+        derive(self, "outstanding", self.total - self.paid)
+
+
+def _same(raw: str | None, normalized: str | None) -> str | None:
+    # Reuse the document's own string when it is already normalized: a million open
+    # documents should not hold every number twice.
+    return raw if normalized == raw else normalized
+
+
+def _reference(raw: str | None) -> str | None:
+    return None if raw is None else _same(raw, normalize_reference(raw))
+
+
+def _symbol(raw: str | None) -> str | None:
+    return None if raw is None else _same(raw, normalize_symbol(raw))

@@ -27,7 +27,7 @@ __all__ = [
 
 # Separators from the design: whitespace and , ; : ( ) [ ] { } " ' # !
 # `-`, `/`, `_` and `.` are part of a token (document numbers use them).
-_SEPARATORS = re.compile(r"""[\s,;:()\[\]{}"'#!]+""")
+_TOKEN = re.compile(r"""[^\s,;:()\[\]{}"'#!]+""")
 _DIGITS = frozenset("0123456789")
 
 
@@ -38,11 +38,10 @@ def tokenize(text: str | None) -> list[str]:
     """
     if not text:
         return []
-    tokens: list[str] = []
-    for raw in _SEPARATORS.split(text.upper()):
-        token = raw.rstrip(".")
-        if token:
-            tokens.append(token)
+    tokens: list[str] = _TOKEN.findall(text.upper())
+    if "." in text:
+        # Rare enough to pay for a second pass only when a dot is there at all.
+        tokens = [t for t in (raw.rstrip(".") for raw in tokens) if t]
     return tokens
 
 
