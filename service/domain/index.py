@@ -158,6 +158,7 @@ class DocumentIndex:
         "_backward",
         "_deleted",
         "_docs",
+        "_edit_lengths",
         "_forward",
         "_key",
         "_lengths",
@@ -183,6 +184,9 @@ class DocumentIndex:
         # by whole-value hash; see `_edit_keys`.
         self._deleted: dict[int, _Posting] = {}
         self._whole: dict[int, _Posting] = {}
+        # Lengths of the values with one-edit keys: a value can only be one edit from a
+        # value one character shorter, as long, or longer.
+        self._edit_lengths: set[int] = set()
         self._forward = _SortedKeys()  # number and order-number keys
         # Lengths of number and order-number keys: a glued token is cut only at these.
         self._lengths: list[int] = []
@@ -241,6 +245,8 @@ class DocumentIndex:
                     self._forward.add(value)
                     self._backward.add(value[::-1])
         deleted, whole = self._edit_keys(doc_id, number, order, vs, ss)
+        if deleted or whole:
+            self._edit_lengths.update(len(v) for v in (number, order, vs, ss) if v is not None)
         for h, code in deleted:
             _post(self._deleted, h, code)
         for h in whole:
@@ -405,6 +411,9 @@ class DocumentIndex:
 
     def _edit_postings(self, value: str, add_posting: Callable[[_Posting], None]) -> None:
         """Documents with a number or symbol one edit away from `value` (see `_edit_keys`)."""
+        lengths, length = self._edit_lengths, len(value)
+        if length not in lengths and length - 1 not in lengths and length + 1 not in lengths:
+            return  # e.g. a token glued to text: longer than anything one edit away
         deleted = self._deleted
         longer = deleted.get(_whole_hash(value))
         if longer is not None:  # the document has one character more, anywhere
