@@ -7,16 +7,30 @@ keeps the whole batch (matched, with its events) or none of it, and a retry is d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from asyncpg import Connection, Pool, Record
 
+from ..domain.matcher import Decision
+from ..domain.models import MatchState
 from ..domain.records import RecordProblem, check_transaction
 from ..errors import BadUserInput, NotFound
+from ..store import allocations as allocations_store
 from ..store import connections as connections_store
+from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
-from .matching import MatchOutcome, book, config_of, decide_batch, payment_of, verdict
+from .matching import (
+    Lane,
+    MatchOutcome,
+    allocation_rows,
+    config_of,
+    decide_batch,
+    document_events,
+    payment_of,
+    verdict,
+)
 from .results import BatchResult
 from .scope import Scope
 
@@ -44,35 +58,26 @@ async def store_transactions(
     """Store, match and announce a batch inside the caller's transaction.
 
     Returns (new rows, all rows of the batch in input order, the match outcome); the rows
-    carry the matcher's verdict.
+    carry the matcher's verdict. The outcome's documents carry id, total, paid_amount and
+    payment_count only.
     """
     if not records:
         return [], [], MatchOutcome()
     connection_id = connection["id"]
     await matching_store.lock_tenant(conn, tenant_id)
     # Under the tenant lock nobody else inserts for this connection, so what is not stored
-    # yet is new: decide those, then store each with its verdict in one insert.
-    known = await transactions_store.existing_provider_ids(
-        conn, tenant_id, connection_id, [r["provider_transaction_id"] for r in records]
-    )
-    fresh = [r for r in records if r["provider_transaction_id"] not in known]
-    config = config_of(connection)
-    decisions = await decide_batch(conn, tenant_id, [(payment_of(r), config) for r in fresh])
-    new = await transactions_store.insert_many(
-        conn,
-        tenant_id,
-        connection_id,
-        [{**r, **verdict(d)} for r, d in zip(fresh, decisions, strict=True)],
-    )
-    decided = {r["provider_transaction_id"]: d for r, d in zip(fresh, decisions, strict=True)}
-    outcome = await book(
-        conn,
-        tenant_id,
-        new,
-        {r["id"]: decided[r["provider_transaction_id"]] for r in new},
-        received=new,
-    )
-    by_pid = {r["provider_transaction_id"]: r for r in new}
+    # yet is new: decide those, then store each with its verdict. The first record of each
+    # provider id counts (check_records already keeps only that one).
+    distinct: dict[str, dict[str, Any]] = {}
+    for r in records:
+        distinct.setdefault(r["provider_transaction_id"], r)
+    reserved = await transactions_store.reserve_new(conn, tenant_id, connection_id, list(distinct))
+    fresh = [r for pid, r in distinct.items() if pid not in reserved.known]
+    new: list[dict[str, Any]] = []
+    outcome = MatchOutcome()
+    if fresh:
+        new, outcome = await _store_fresh(conn, tenant_id, connection, fresh, reserved)
+    by_pid: dict[str, Any] = {r["provider_transaction_id"]: r for r in new}
     missing = [
         r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid
     ]
@@ -87,6 +92,139 @@ async def store_transactions(
         if r["provider_transaction_id"] in by_pid
     ]
     return new, ordered, outcome
+
+
+async def _store_fresh(
+    conn: Connection,
+    tenant_id: int,
+    connection: Record,
+    fresh: list[dict[str, Any]],
+    reserved: transactions_store.Reservation,
+) -> tuple[list[dict[str, Any]], MatchOutcome]:
+    """Decide, store and book payments not stored yet, overlapping Python and PostgreSQL.
+
+    Statements queue on a `Lane`: while the first pass decides, the payments it has finished
+    with are already being copied in with their allocations. A candidate query queued after
+    such writes sees them, as the in-memory view it is merged with does; and all of it is
+    still one transaction.
+    """
+    lane = Lane()
+    try:
+        writer = _Writer(conn, tenant_id, connection["id"], fresh, reserved, lane)
+        config = config_of(connection)
+        await decide_batch(
+            conn,
+            tenant_id,
+            [(payment_of(r), config) for r in fresh],
+            lane=lane,
+            # Announced first, in input order (the ids are known): the rows follow in chunks
+            # in the order their decisions become final.
+            meanwhile=writer.received,
+            on_decided=writer.decided,
+        )
+        return await writer.finish()
+    finally:
+        await lane.settle()
+
+
+class _Writer:
+    """Queues the writes for payments as their decisions become final.
+
+    PAYMENT_RECEIVED for the whole batch goes first. Each chunk of decided payments is then
+    copied in with its allocations, and the paid state of the documents they touch is
+    recomputed. PAYMENT_MATCHED and the documents' events (for their final state) follow
+    when every chunk is in: the events keep the order and the count they had when the batch
+    was written in one go.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        connection_id: int,
+        fresh: list[dict[str, Any]],
+        reserved: transactions_store.Reservation,
+        lane: Lane,
+    ) -> None:
+        self._conn = conn
+        self._tenant_id = tenant_id
+        self._connection_id = connection_id
+        self._fresh = fresh
+        self._ids = reserved.ids  # by position in `fresh`
+        self._now = reserved.now
+        self._lane = lane
+        self._decided: dict[int, Decision] = {}  # by payment id
+        self._stored: list[dict[str, Any]] = []
+        # Documents whose paid state moved, as last recomputed.
+        self._documents: dict[int, Record] = {}
+
+    async def received(self) -> None:
+        await events_store.append_many(
+            self._conn,
+            self._tenant_id,
+            [
+                {
+                    "type": "PAYMENT_RECEIVED",
+                    "transaction_id": i,
+                    "connection_id": self._connection_id,
+                }
+                for i in self._ids
+            ],
+        )
+
+    def decided(self, final: list[tuple[int, Decision]]) -> None:
+        ids, now = self._ids, self._now
+        rows = []
+        for position, decision in final:
+            self._decided[ids[position]] = decision
+            rows.append({**self._fresh[position], **verdict(decision), "id": ids[position]})
+        self._lane.run(lambda: self._write(rows, now))
+
+    async def _write(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        conn, tenant_id = self._conn, self._tenant_id
+        stored = await transactions_store.insert_new(
+            conn, tenant_id, self._connection_id, rows, now
+        )
+        self._stored.extend(stored)
+        if len(stored) < len(rows):
+            # Stored meanwhile by a writer outside the tenant lock: not ours to announce.
+            kept = {r["id"] for r in stored}
+            await events_store.withdraw(
+                conn, tenant_id, "PAYMENT_RECEIVED", [r["id"] for r in rows if r["id"] not in kept]
+            )
+        allocations: list[dict[str, Any]] = []
+        for row in stored:
+            decision = self._decided[row["id"]]
+            if decision.state is MatchState.MATCHED:
+                allocations.extend(allocation_rows(row, decision))
+        if allocations:
+            await allocations_store.copy_many(conn, tenant_id, allocations)
+            touched = [a["document_id"] for a in allocations]
+            for doc in await matching_store.recompute_paid(conn, tenant_id, touched, brief=True):
+                self._documents[doc["id"]] = doc
+
+    async def finish(self) -> tuple[list[dict[str, Any]], MatchOutcome]:
+        await self._lane.drain()
+        by_id = {row["id"]: row for row in self._stored}
+        new = [by_id[i] for i in self._ids if i in by_id]
+        outcome = MatchOutcome(
+            decisions={r["id"]: self._decided[r["id"]] for r in new},
+            rows=list(new),
+            documents=list(self._documents.values()),
+        )
+        events: list[dict[str, Any]] = []
+        touched_by: dict[int, int] = {}  # document -> the last payment that paid it
+        for row in new:
+            decision = outcome.decisions[row["id"]]
+            if decision.state is MatchState.MATCHED:
+                outcome.matched += 1
+                events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
+                for plan in decision.allocations:
+                    touched_by[plan.document_id] = row["id"]
+        for doc in outcome.documents:
+            events.extend(document_events([doc], touched_by[doc["id"]]))
+        await events_store.append_many(self._conn, self._tenant_id, events)
+        return new, outcome
 
 
 async def ingest_transactions(

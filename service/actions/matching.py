@@ -7,10 +7,11 @@ state from them and appends the events, all on the caller's connection and trans
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncpg import Connection, Record
 
@@ -32,7 +33,9 @@ from ..store import matching as matching_store
 from ..store import transactions as transactions_store
 
 __all__ = [
+    "Lane",
     "MatchOutcome",
+    "allocation_rows",
     "book",
     "config_of",
     "decide_batch",
@@ -43,6 +46,13 @@ __all__ = [
     "verdict",
 ]
 
+_T = TypeVar("_T")
+# The first pass hands on its decisions this often. Queued statements need the event loop
+# for each round trip: long stretches of Python let it run every this many items.
+_CHUNK = 256
+_YIELD = 16
+
+_KINDS = {k.value: k for k in DocumentKind}
 _DOCUMENT_EVENT = {
     PaymentState.PAID: "DOCUMENT_PAID",
     PaymentState.PARTIALLY_PAID: "DOCUMENT_PARTIALLY_PAID",
@@ -55,8 +65,47 @@ class MatchOutcome:
     matched: int = 0
     decisions: dict[int, Decision] = field(default_factory=dict)
     # The payments as stored after matching, and the documents whose paid state moved.
-    rows: list[Record] = field(default_factory=list)
+    rows: list[Mapping[str, Any]] = field(default_factory=list)
     documents: list[Record] = field(default_factory=list)
+
+
+class Lane:
+    """A transaction's statements, run one after another in the background.
+
+    A connection runs one statement at a time; queued here, they run while Python goes on
+    deciding (each waits for the one before, and a failure fails every later one). Python
+    only hands over control at an `await`, so long stretches of work `await asyncio.sleep(0)`
+    now and then to let the next statement go out. Before the transaction ends, `drain` (or,
+    on the way out of an error, `settle`) must have been awaited.
+    """
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail: asyncio.Task[Any] | None = None
+
+    def run(self, step: Callable[[], Awaitable[_T]]) -> asyncio.Task[_T]:
+        previous = self._tail
+
+        async def chained() -> _T:
+            if previous is not None:
+                await previous
+            return await step()
+
+        task = asyncio.ensure_future(chained())
+        self._tail = task
+        return task
+
+    async def drain(self) -> None:
+        if self._tail is not None:
+            await self._tail
+
+    async def settle(self) -> None:
+        """Wait for whatever is still queued, its failures ignored (already failing)."""
+        if self._tail is not None:
+            await asyncio.wait([self._tail])
+            if not self._tail.cancelled():
+                self._tail.exception()  # retrieved: no "never retrieved" warning
 
 
 def config_of(connection: Mapping[str, Any]) -> MatchConfig:
@@ -84,7 +133,7 @@ def open_document(row: Mapping[str, Any]) -> OpenDocument:
     return OpenDocument(
         id=row["id"],
         seq=row["id"],
-        kind=DocumentKind(row["kind"]),
+        kind=_KINDS[row["kind"]],
         number=row["number"],
         total=row["total"],
         paid=row["paid_amount"],
@@ -119,48 +168,191 @@ def document_events(
     return out
 
 
+class _ExactIndex:
+    """Open documents by the keys an exact lookup probes: all the first pass needs.
+
+    A `DocumentIndex` also derives one-edit keys and sorted prefix lists for every document,
+    which only the near-miss pass uses; building them for every exact candidate was most of
+    the first pass's cost. The keys are the ones `DocumentIndex` uses (the document's
+    normalized references), and `decide` verifies every candidate anyway. Paid amounts move
+    as decisions are applied; a document paid in full leaves (`closed`), as it does from a
+    `DocumentIndex`.
+    """
+
+    __slots__ = ("_key", "_number", "_order", "_partner", "_ss", "_vs", "closed", "docs")
+
+    def __init__(self) -> None:
+        self.docs: dict[int, OpenDocument] = {}
+        self.closed: set[int] = set()
+        self._number: dict[str, list[int]] = {}
+        self._order: dict[str, list[int]] = {}
+        self._partner: dict[str, list[int]] = {}
+        self._vs: dict[str, list[int]] = {}
+        self._ss: dict[str, list[int]] = {}
+        self._key: dict[str, list[int]] = {}
+
+    def add(self, doc: OpenDocument) -> None:
+        if doc.paid >= doc.total or doc.id in self.docs:
+            return
+        self.docs[doc.id] = doc
+        for postings, value in (
+            (self._number, doc.number_norm),
+            (self._order, doc.order_number_norm),
+            (self._partner, doc.partner_identifier_norm),
+            (self._vs, doc.variable_symbol_norm),
+            (self._ss, doc.specific_symbol_norm),
+            (self._key, doc.payment_key_norm),
+        ):
+            if value is not None:
+                postings.setdefault(value, []).append(doc.id)
+
+    def candidates(self, lookup: Lookup) -> list[OpenDocument]:
+        ids: dict[int, None] = {}
+        for token in lookup.tokens:
+            for postings in (self._number, self._order, self._partner):
+                hit = postings.get(token)
+                if hit is not None:
+                    ids.update(dict.fromkeys(hit))
+        for postings, value in (
+            (self._vs, lookup.variable_symbol),
+            (self._ss, lookup.specific_symbol),
+            (self._key, lookup.payment_key),
+        ):
+            if value is not None:
+                hit = postings.get(value)
+                if hit is not None:
+                    ids.update(dict.fromkeys(hit))
+        docs = self.docs
+        return [docs[i] for i in ids if i in docs]
+
+    def apply(self, decision: Decision) -> None:
+        for plan in decision.allocations:
+            doc = self.docs.get(plan.document_id)
+            if doc is None:
+                continue
+            paid = doc.paid + plan.amount
+            if paid >= doc.total:
+                del self.docs[doc.id]
+                self.closed.add(doc.id)
+            else:
+                self.docs[doc.id] = replace(doc, paid=paid)
+
+
 async def decide_batch(
-    conn: Connection, tenant_id: int, payments: Sequence[tuple[Payment, MatchConfig]]
+    conn: Connection,
+    tenant_id: int,
+    payments: Sequence[tuple[Payment, MatchConfig]],
+    *,
+    lane: Lane | None = None,
+    meanwhile: Callable[[], Awaitable[object]] | None = None,
+    on_decided: Callable[[list[tuple[int, Decision]]], None] | None = None,
 ) -> list[Decision]:
     """Decide a batch of payments in order, reading candidates in two queries.
 
     Exact keys are fetched for the whole batch first; only payments whose references hit
     nothing get near-miss candidates (those never change what exact hits decide).
-    Allocations made earlier in the batch are seen by later payments (the in-memory index is
-    updated as decisions are made). Reads only; the caller holds the tenant's matching lock
-    (`matching_store.lock_tenant`).
+    Allocations made earlier in the batch are seen by later payments (the in-memory indexes
+    are updated as decisions are made). Reads only; the caller holds the tenant's matching
+    lock (`matching_store.lock_tenant`).
+
+    With a `lane`, the queries queue behind the caller's statements, `meanwhile` (the
+    caller's) right behind the exact-candidate query, so the database has it to do while the
+    candidates are indexed; the near-miss query for payments that no exact key can hit runs
+    while the first pass decides the rest. `on_decided` gets (position, decision) pairs as
+    soon as they are final, each once, so the caller can queue their writes meanwhile.
     """
+
+    def query(lookups: list[Lookup], near: bool) -> Awaitable[list[Record]]:
+        # On a lane the query is queued (and goes out at the next await) right away.
+        if lane is None:
+            return matching_store.candidates(conn, tenant_id, lookups, near=near)
+        return lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=near))
+
     exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
-    index = DocumentIndex()
-    for doc in await matching_store.candidates(conn, tenant_id, exact, near=False):
-        index.add(open_document(doc))
-    index.compact()  # sort the prefix lists once, rather than scan them on every lookup
+    exact_fetch = query(exact, False)
+    if lane is not None and meanwhile is not None:
+        lane.run(meanwhile)
+    found = await exact_fetch
+    if lane is not None:
+        await asyncio.sleep(0)  # `meanwhile` goes out before the indexing below
+    first = _ExactIndex()
+    for i, doc in enumerate(found):
+        first.add(open_document(doc))
+        if lane is not None and not i % _YIELD:
+            await asyncio.sleep(0)
+    # Each payment's candidates as the batch starts; what earlier payments paid in full is
+    # dropped (and paid amounts refreshed) when its turn comes.
+    reach = [first.candidates(lookup) for lookup in exact]
+    # Payments no exact key reaches end unmatched whatever the batch does before them: fetch
+    # their near-miss candidates now, in the background, while the rest are decided.
+    early: dict[int, Lookup] = {}
+    early_fetch: Awaitable[list[Record]] | None = None
+    if lane is not None:
+        for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
+            if not docs and payment.amount > 0:
+                early[position] = lookup_for(payment, cfg)
+                if not len(early) % _YIELD:
+                    await asyncio.sleep(0)
+        if early:
+            early_fetch = query(list(early.values()), True)
+            await asyncio.sleep(0)  # send it before deciding
     decisions: list[Decision | None] = []
     pending: list[tuple[int, Lookup]] = []
-    for position, ((payment, cfg), lookup) in enumerate(zip(payments, exact, strict=True)):
-        first = decide(payment, index.candidates(lookup), cfg)
-        if first.state is MatchState.MATCHED:
-            index.apply(first)
-        elif first.state is MatchState.UNMATCHED and payment.amount > 0:
+    final: list[tuple[int, Decision]] = []
+    current = first.docs
+    for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
+        if docs:
+            docs = [current[d.id] for d in docs if d.id in current]
+        decision = decide(payment, docs, cfg)
+        if decision.state is MatchState.MATCHED:
+            first.apply(decision)
+        elif decision.state is MatchState.UNMATCHED and payment.amount > 0:
             # No exact reference hit anything; near misses can only add suggestions.
-            pending.append((position, lookup_for(payment, cfg)))
+            near = early.get(position)
+            if near is None:
+                near = lookup_for(payment, cfg)
+            pending.append((position, near))
             decisions.append(None)
             continue
-        decisions.append(first)
+        decisions.append(decision)
+        if on_decided is not None:
+            final.append((position, decision))
+            if len(final) >= _CHUNK:
+                on_decided(final)
+                final = []
+        if lane is not None and position % _YIELD == 0:
+            await asyncio.sleep(0)
+    # Payments that turned out to hit nothing after all: their near-miss query goes ahead
+    # of the writes for the last decisions.
+    late = [lk for position, lk in pending if position not in early]
+    late_fetch = query(late, True) if late else None
+    if on_decided is not None and final:
+        on_decided(final)
     if pending:
-        fetched = await matching_store.candidates(
-            conn, tenant_id, [lk for _, lk in pending], near=True
-        )
+        fetched = list(await early_fetch) if early_fetch is not None else []
+        if late_fetch is not None:
+            fetched += await late_fetch
+        # The batch's own view first: documents it paid in full stay out, and the ones it
+        # paid in part keep what it paid (the database does not have those allocations yet).
+        index = DocumentIndex(first.docs.values())
         for doc in fetched:
-            if doc["id"] not in index:  # keep the copies whose paid amount this batch moved
+            if doc["id"] not in index and doc["id"] not in first.closed:
                 index.add(open_document(doc))
         index.compact()
+        final = []
         for position, lookup in pending:
             payment, cfg = payments[position]
             decision = decide(payment, index.candidates(lookup), cfg)
             if decision.state is MatchState.MATCHED:
                 index.apply(decision)
             decisions[position] = decision
+            final.append((position, decision))
+            if lane is not None and not len(final) % _YIELD:
+                await asyncio.sleep(0)
+        if on_decided is not None:
+            on_decided(final)
+    elif early_fetch is not None:
+        await early_fetch  # every early one was decided without it (cannot happen); collect
     return [d for d in decisions if d is not None]
 
 
@@ -176,14 +368,32 @@ def verdict(decision: Decision) -> dict[str, Any]:
     }
 
 
+def allocation_rows(
+    row: Mapping[str, Any], decision: Decision, actor: str | None = None
+) -> list[dict[str, Any]]:
+    """The allocations a matched decision books for its stored payment `row`."""
+    return [
+        {
+            "transaction_id": row["id"],
+            "document_id": plan.document_id,
+            "amount": plan.amount,
+            "currency": row["currency"],
+            "rule": plan.rule.value,
+            "method": "AUTO",
+            "created_by": actor,
+        }
+        for plan in decision.allocations
+    ]
+
+
 async def book(
     conn: Connection,
     tenant_id: int,
-    rows: Sequence[Record],
+    rows: Sequence[Mapping[str, Any]],
     decisions: Mapping[int, Decision],
     *,
     actor: str | None = None,
-    received: Sequence[Record] = (),
+    received: Sequence[Mapping[str, Any]] = (),
 ) -> MatchOutcome:
     """Write what the decisions allocate, derive the documents' paid state, append events.
 
@@ -203,21 +413,11 @@ async def book(
             continue
         outcome.matched += 1
         events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
-        for plan in decision.allocations:
-            allocations.append(
-                {
-                    "transaction_id": row["id"],
-                    "document_id": plan.document_id,
-                    "amount": plan.amount,
-                    "currency": row["currency"],
-                    "rule": plan.rule.value,
-                    "method": "AUTO",
-                    "created_by": actor,
-                }
-            )
-            touched[plan.document_id] = row["id"]
+        for allocation in allocation_rows(row, decision, actor):
+            allocations.append(allocation)
+            touched[allocation["document_id"]] = row["id"]
     if allocations:
-        await allocations_store.insert_many(conn, tenant_id, allocations)
+        await allocations_store.copy_many(conn, tenant_id, allocations)
         outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))
         for doc in outcome.documents:
             events.extend(document_events([doc], touched[doc["id"]]))

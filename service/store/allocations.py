@@ -11,6 +11,7 @@ from asyncpg import Connection, Record
 __all__ = [
     "by_document_ids",
     "by_transaction_ids",
+    "copy_many",
     "history_by_document_ids",
     "history_by_transaction_ids",
     "insert_many",
@@ -38,6 +39,28 @@ async def insert_many(
             list(rows),
         )
     )
+
+
+_COPIED = [
+    "tenant_id",
+    "transaction_id",
+    "document_id",
+    "amount",
+    "currency",
+    "rule",
+    "method",
+    "created_by",
+]
+
+
+async def copy_many(conn: Connection, tenant_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """`insert_many` for callers that need nothing back: a binary copy, no rows returned."""
+    if rows:
+        await conn.copy_records_to_table(
+            "allocations",
+            records=[(tenant_id, *[r.get(c) for c in _COPIED[1:]]) for r in rows],
+            columns=_COPIED,
+        )
 
 
 async def _by(

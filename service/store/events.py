@@ -33,6 +33,7 @@ __all__ = [
     "last_ids",
     "list_after",
     "read_after",
+    "withdraw",
 ]
 
 # Wakes listeners on every replica; the payload is a hint, the table is the truth.
@@ -41,6 +42,7 @@ CHANNEL = "recon_events"
 # Two-key advisory lock space (this constant, tenant id) for event writers; "evnt".
 _EVENTS_LOCK = 0x65766E74
 _MAX_ID = 2**63 - 1
+_COPIED = ["tenant_id", "type", "transaction_id", "document_id", "connection_id"]
 
 
 async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[str, Any]]) -> None:
@@ -57,22 +59,72 @@ async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[st
         async with conn.transaction():
             await append_many(conn, tenant_id, events)
         return
+    # The notification goes out at commit whenever it is queued: take it with the lock.
     await conn.execute(
-        "select pg_advisory_xact_lock($1::int, $2::int)", _EVENTS_LOCK, tenant_id & 0x7FFFFFFF
+        "select pg_advisory_xact_lock($1::int, $2::int), pg_notify($3, $4)",
+        _EVENTS_LOCK,
+        tenant_id & 0x7FFFFFFF,
+        CHANNEL,
+        str(tenant_id),
     )
+    if any(e.get("payload") for e in events):
+        await conn.execute(
+            """
+            insert into events (tenant_id, type, transaction_id, document_id, connection_id,
+                                payload)
+            select $1, e.type, e.transaction_id, e.document_id, e.connection_id,
+                   coalesce(e.payload, '{}'::jsonb)
+            from rows from (jsonb_to_recordset($2::jsonb) as (type text, transaction_id bigint,
+                 document_id bigint, connection_id bigint, payload jsonb)) with ordinality as e
+            order by e.ordinality
+            """,
+            tenant_id,
+            list(events),
+        )
+        return
+    # No payloads (the usual case): a binary copy. Ids come from the identity default row by
+    # row in input order, after the lock, like the insert's.
+    await conn.copy_records_to_table(
+        "events",
+        records=[
+            (
+                tenant_id,
+                e["type"],
+                e.get("transaction_id"),
+                e.get("document_id"),
+                e.get("connection_id"),
+            )
+            for e in events
+        ],
+        columns=_COPIED,
+    )
+
+
+async def withdraw(
+    conn: Connection, tenant_id: int, type_: str, transaction_ids: Sequence[int]
+) -> None:
+    """Take back this transaction's own `type_` events of the given payments, unseen.
+
+    For a writer that announced payments ahead of storing them and then found some stored
+    already. Only rows this transaction wrote (and nobody can see yet) qualify. They are the
+    tenant's newest (the tenant's event lock is held), so the scan walks back over this
+    transaction's rows only.
+    """
+    if not transaction_ids:
+        return
     await conn.execute(
         """
-        insert into events (tenant_id, type, transaction_id, document_id, connection_id, payload)
-        select $1, e.type, e.transaction_id, e.document_id, e.connection_id,
-               coalesce(e.payload, '{}'::jsonb)
-        from rows from (jsonb_to_recordset($2::jsonb) as (type text, transaction_id bigint,
-             document_id bigint, connection_id bigint, payload jsonb)) with ordinality as e
-        order by e.ordinality
+        delete from events where id = any(array(
+            select id from events
+            where tenant_id = $1 and xid = pg_current_xact_id() and type = $2
+              and transaction_id = any($3::bigint[])
+            order by id desc limit $4))
         """,
         tenant_id,
-        list(events),
+        type_,
+        list(transaction_ids),
+        len(transaction_ids),
     )
-    await conn.execute("select pg_notify($1, $2)", CHANNEL, str(tenant_id))
 
 
 @dataclass(frozen=True, slots=True)

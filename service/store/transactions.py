@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from asyncpg import Connection, Record
+from asyncpg import Connection, Record, UniqueViolationError
 
+from .. import db
 from .pagination import count_rows, fetch_page, like_escape
 
 __all__ = [
+    "Reservation",
     "by_ids",
     "by_provider_ids",
     "count",
-    "existing_provider_ids",
-    "insert_many",
+    "insert_new",
     "list_page",
     "open_for_rematch",
+    "reserve_new",
     "set_decision",
     "set_match_result",
 ]
 
-_VERDICT = ["match_state", "explanation", "suggestions"]
 _COLUMNS = [
     "provider_transaction_id",
     "booking_date",
@@ -38,43 +42,6 @@ _COLUMNS = [
 ]
 
 
-async def insert_many(
-    conn: Connection, tenant_id: int, connection_id: int, rows: Sequence[dict[str, Any]]
-) -> list[Record]:
-    """Insert what is new; rows whose provider id the connection already has are skipped.
-
-    The unique (connection_id, provider_transaction_id) constraint decides, so two requests
-    racing with the same payment store it once.
-    """
-    return list(
-        await conn.fetch(
-            """
-            insert into transactions (tenant_id, connection_id, provider_transaction_id,
-                booking_date, value_date, amount, currency, counterparty_name,
-                counterparty_account, variable_symbol, specific_symbol, constant_symbol,
-                remittance_information, payment_key, match_state, explanation, suggestions)
-            select $1, $2, r.provider_transaction_id, r.booking_date, r.value_date, r.amount,
-                r.currency, r.counterparty_name, r.counterparty_account, r.variable_symbol,
-                r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key,
-                coalesce(r.match_state, 'UNMATCHED'), r.explanation,
-                coalesce(r.suggestions, '[]'::jsonb)
-            from rows from (jsonb_to_recordset($3::jsonb) as (provider_transaction_id text,
-                booking_date date, value_date date, amount numeric, currency text,
-                counterparty_name text, counterparty_account text, variable_symbol text,
-                specific_symbol text, constant_symbol text, remittance_information text,
-                payment_key text, match_state text, explanation text, suggestions jsonb))
-                with ordinality as r
-            order by r.ordinality
-            on conflict (connection_id, provider_transaction_id) do nothing
-            returning *
-            """,
-            tenant_id,
-            connection_id,
-            [{c: row.get(c) for c in _COLUMNS + _VERDICT} for row in rows],
-        )
-    )
-
-
 # One probe of the (connection, provider id) unique index per id. With the tenant inside
 # the probe, or with `= any(array)`, a young table's plan scanned the connection's rows.
 _BY_PROVIDER_ID = """
@@ -85,16 +52,173 @@ where x.tenant_id = $1
 """
 
 
-async def existing_provider_ids(
+_RESERVE = f"""
+with known as (select x.provider_transaction_id as pid {_BY_PROVIDER_ID}),
+held as (select id from bank_connections where tenant_id = $1 and id = $2 for key share)
+select array(select pid from known) as known,
+       array(
+           select nextval((select pg_get_serial_sequence('transactions', 'id')::regclass))
+           from generate_series(1, cardinality($3::text[]) - (select count(*) from known))
+       ) as ids,
+       now() as now
+from held
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What `reserve_new` found: provider ids already stored, and ids for the others."""
+
+    known: set[str]
+    ids: list[int]
+    now: datetime  # the transaction's now(): the new rows' received_at and updated_at
+
+
+async def reserve_new(
     conn: Connection, tenant_id: int, connection_id: int, provider_ids: Sequence[str]
-) -> set[str]:
-    rows = await conn.fetch(
-        f"select x.provider_transaction_id {_BY_PROVIDER_ID}",
+) -> Reservation:
+    """Which of these (distinct) provider ids the connection has stored, and table ids for
+    the rest, in one round trip.
+
+    With the ids known up front, rows can be copied in and what refers to them written
+    without reading anything back. The connection's row is held FOR KEY SHARE from here on,
+    as the rows' foreign key would hold it at their insert: taken now, before the caller
+    takes the tenant's event lock, so the order is that of writers that lock a connection
+    and then append events (the reverse could deadlock with them).
+    """
+    row = await conn.fetchrow(
+        _RESERVE,
         tenant_id,
         connection_id,
         list(provider_ids),
     )
-    return {r["provider_transaction_id"] for r in rows}
+    if row is None:
+        raise LookupError(f"connection {connection_id} not found")
+    return Reservation(known=set(row["known"]), ids=list(row["ids"]), now=row["now"])
+
+
+_COPIED = [
+    "id",
+    "tenant_id",
+    "connection_id",
+    *_COLUMNS,
+    "match_state",
+    "explanation",
+]
+_INSERT_NEW = """
+insert into transactions (id, tenant_id, connection_id, provider_transaction_id, booking_date,
+    value_date, amount, currency, counterparty_name, counterparty_account, variable_symbol,
+    specific_symbol, constant_symbol, remittance_information, payment_key, match_state,
+    explanation, suggestions)
+overriding system value
+select r.id, $1, $2, r.provider_transaction_id, r.booking_date, r.value_date, r.amount,
+    r.currency, r.counterparty_name, r.counterparty_account, r.variable_symbol,
+    r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key,
+    r.match_state, r.explanation, r.suggestions::jsonb
+from unnest($3::bigint[], $4::text[], $5::date[], $6::date[], $7::numeric[], $8::text[],
+    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+    $16::text[], $17::text[], $18::text[])
+    as r(id, provider_transaction_id, booking_date, value_date, amount, currency,
+         counterparty_name, counterparty_account, variable_symbol, specific_symbol,
+         constant_symbol, remittance_information, payment_key, match_state, explanation,
+         suggestions)
+"""
+# The fallback: each row unless its (connection, provider id) is taken.
+_INSERT_MISSING = (
+    _INSERT_NEW + "on conflict (connection_id, provider_transaction_id) do nothing returning id"
+)
+_SCALE = Decimal("0.0001")  # numeric(18, 4)
+
+
+async def insert_new(
+    conn: Connection,
+    tenant_id: int,
+    connection_id: int,
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Store payments believed new, with ids from `reserve_new`; returns the stored rows.
+
+    Each row carries its verdict (`match_state`, `explanation`, `suggestions`). The rows
+    come back as the table holds them (every column, `now` being the transaction's `now()`),
+    built here rather than read back.
+
+    Payments without suggestions are copied in, the others inserted (the pool's jsonb codec
+    has no binary form for a copy), both inside a savepoint. A unique violation (a writer
+    that stored one of them meanwhile) rolls back to it, and then every row goes through an
+    insert that skips those already stored: the unique (connection_id, provider_transaction_id)
+    constraint decides either way.
+    """
+    if not rows:
+        return []
+    plain = [r for r in rows if not r.get("suggestions")]
+    rest = [r for r in rows if r.get("suggestions")]
+    try:
+        async with conn.transaction():
+            if plain:
+                await conn.copy_records_to_table(
+                    "transactions",
+                    records=[
+                        (r["id"], tenant_id, connection_id, *[r.get(c) for c in _COPIED[3:]])
+                        for r in plain
+                    ],
+                    columns=_COPIED,
+                )
+            if rest:
+                await conn.execute(_INSERT_NEW, tenant_id, connection_id, *_arrays(rest))
+        stored = None
+    except UniqueViolationError:
+        inserted = await conn.fetch(_INSERT_MISSING, tenant_id, connection_id, *_arrays(rows))
+        stored = {r["id"] for r in inserted}
+    return [
+        _stored(r, tenant_id, connection_id, now)
+        for r in rows
+        if stored is None or r["id"] in stored
+    ]
+
+
+def _arrays(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """The rows column by column, in the order of `_INSERT_NEW`'s parameters from $3."""
+    return [
+        [r["id"] for r in rows],
+        *[[r.get(c) for r in rows] for c in _COLUMNS],
+        [r.get("match_state") or "UNMATCHED" for r in rows],
+        [r.get("explanation") for r in rows],
+        [db.dumps(r.get("suggestions") or []) for r in rows],
+    ]
+
+
+def _stored(
+    row: dict[str, Any], tenant_id: int, connection_id: int, now: datetime
+) -> dict[str, Any]:
+    """A new row as `select *` would return it: the given columns and the table's defaults."""
+    get = row.get
+    return {
+        "id": row["id"],
+        "tenant_id": tenant_id,
+        "connection_id": connection_id,
+        "provider_transaction_id": row["provider_transaction_id"],
+        "booking_date": row["booking_date"],
+        "value_date": get("value_date"),
+        "amount": row["amount"].quantize(_SCALE),
+        "currency": row["currency"],
+        "counterparty_name": get("counterparty_name"),
+        "counterparty_account": get("counterparty_account"),
+        "variable_symbol": get("variable_symbol"),
+        "specific_symbol": get("specific_symbol"),
+        "constant_symbol": get("constant_symbol"),
+        "remittance_information": get("remittance_information"),
+        "payment_key": get("payment_key"),
+        "match_state": get("match_state") or "UNMATCHED",
+        "explanation": get("explanation"),
+        "suggestions": get("suggestions") or [],
+        "ignored_reason": None,
+        "auto_match": True,
+        "decided_by": None,
+        "decided_at": None,
+        "received_at": now,
+        "updated_at": now,
+    }
 
 
 async def by_provider_ids(

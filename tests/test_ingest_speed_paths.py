@@ -1,0 +1,328 @@
+"""The fast ingest paths: copied rows, queued statements, the fallbacks behind them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from service import db
+from service.actions.ingest import check_records, store_transactions
+from service.actions.matching import Lane, config_of, decide_batch, payment_of
+from service.domain.records import check_document
+from service.store import allocations as allocations_store
+from service.store import connections as connections_store
+from service.store import documents as documents_store
+from service.store import events as events_store
+from service.store import transactions as transactions_store
+
+from .conftest import GQL, MakeTenant
+from .test_ingest import INGEST, PushConnection, tx
+from .test_matching_api import DOCS, _doc, inv
+
+Setup = Callable[..., Awaitable[tuple[int, asyncpg.Record]]]
+
+
+@pytest.fixture
+def setup(pool: asyncpg.Pool, make_tenant: MakeTenant) -> Setup:
+    """A tenant with open invoices (number -> total) and a PUSH connection to it."""
+
+    async def make(documents: dict[str, str]) -> tuple[int, asyncpg.Record]:
+        t = await make_tenant()
+        docs = []
+        for i, (number, total) in enumerate(documents.items()):
+            checked = check_document(
+                i, {"kind": "INVOICE", "number": number, "total": total, "currency": "HUF"}
+            )
+            assert isinstance(checked, dict)
+            checked.pop("partner_external_id")
+            checked["partner_id"] = None
+            docs.append(checked)
+        async with pool.acquire() as conn:
+            if docs:
+                await documents_store.upsert_many(conn, t.id, docs)
+            connection = await connections_store.create(
+                conn,
+                t.id,
+                {
+                    "provider": "PUSH",
+                    "name": "push",
+                    "status": "ACTIVE",
+                    "poll_interval_seconds": 3600,
+                    "match_against": ["INVOICE", "PROFORMA", "ORDER"],
+                    "match_keys": ["DOCUMENT_NUMBER", "VARIABLE_SYMBOL", "PAYMENT_KEY"],
+                    "settings_encrypted": b"x",
+                },
+            )
+        return t.id, connection
+
+    return make
+
+
+def _records(*raw: dict[str, Any]) -> list[dict[str, Any]]:
+    records, problems = check_records(
+        [{"booking_date": "2026-11-20", "currency": "HUF", **r} for r in raw]
+    )
+    assert not problems
+    return records
+
+
+async def _ingest(
+    pool: asyncpg.Pool, tenant_id: int, connection: asyncpg.Record, records: list[dict[str, Any]]
+) -> tuple[list[Any], Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        new, _, outcome = await store_transactions(conn, tenant_id, connection, records)
+    return new, outcome
+
+
+async def _events(pool: asyncpg.Pool, tenant_id: int) -> list[tuple[str, int | None]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "select type, transaction_id from events where tenant_id = $1 order by id", tenant_id
+        )
+    return [(r["type"], r["transaction_id"]) for r in rows]
+
+
+async def test_a_document_paid_in_full_earlier_in_the_batch_is_not_paid_again(
+    gql: GQL, make_tenant: MakeTenant, push_connection: PushConnection
+) -> None:
+    t = await make_tenant()
+    assert not (await gql(DOCS, {"i": [inv("E-ONCE-1", "100")]}, t.token())).get("errors")
+    c = await push_connection(t)
+    body = await gql(
+        INGEST,
+        {
+            "c": c,
+            "i": [
+                tx("first", "100", remittanceInformation="E-ONCE-1"),
+                tx("second", "100", remittanceInformation="E-ONCE-1"),
+            ],
+        },
+        t.token(),
+    )
+    states = [r["matchState"] for r in body["data"]["ingestTransactions"]["transactions"]]
+    assert states[0] == "MATCHED" and states[1] != "MATCHED"
+    doc = await _doc(gql, t, "E-ONCE-1")
+    assert (doc["paidAmount"], doc["paymentCount"], doc["paymentState"]) == ("100.00", 1, "PAID")
+
+
+async def test_returned_rows_are_the_stored_rows(pool: asyncpg.Pool, setup: Setup) -> None:
+    tenant_id, connection = await setup({"R-100": "100", "R-200": "200", "R-2026-0132": "5"})
+    records = _records(
+        {"provider_transaction_id": "m", "amount": "100", "remittance_information": "R-100"},
+        # Suggested (a typo): suggestions go in through the insert, not the copy.
+        {"provider_transaction_id": "s", "amount": "5", "remittance_information": "R-2026-0123"},
+        {
+            "provider_transaction_id": "u",
+            "amount": "12.5",
+            "currency": "CZK",
+            "value_date": "2026-11-21",
+            "variable_symbol": "0042",
+            "counterparty_name": "Kovács Kft.",
+            "counterparty_account": "HU12",
+            "payment_key": "k-1",
+        },
+        {"provider_transaction_id": "out", "amount": "-30"},
+        {"provider_transaction_id": "part", "amount": "50.25", "remittance_information": "R-200"},
+    )
+    new, outcome = await _ingest(pool, tenant_id, connection, records)
+    assert [r["provider_transaction_id"] for r in new] == ["m", "s", "u", "out", "part"]
+    async with pool.acquire() as conn:
+        stored = {
+            r["id"]: dict(r)
+            for r in await conn.fetch("select * from transactions where tenant_id = $1", tenant_id)
+        }
+    assert [dict(r) for r in new] == [stored[r["id"]] for r in new]
+    assert [r["match_state"] for r in new] == [
+        "MATCHED",
+        "SUGGESTED",
+        "UNMATCHED",
+        "UNMATCHED",
+        "MATCHED",
+    ]
+    assert new[1]["suggestions"] and new[1]["suggestions"][0]["confidence"] > 0
+    assert outcome.matched == 2
+    async with pool.acquire() as conn:
+        numbers = {
+            r["id"]: r["number"]
+            for r in await conn.fetch(
+                "select id, number from documents where tenant_id = $1", tenant_id
+            )
+        }
+    assert {numbers[d["id"]]: d["paid_amount"] for d in outcome.documents} == {
+        "R-100": 100,
+        "R-200": Decimal("50.25"),
+    }
+    ids = [r["id"] for r in new]
+    assert await _events(pool, tenant_id) == [
+        *[("PAYMENT_RECEIVED", i) for i in ids],
+        ("PAYMENT_MATCHED", ids[0]),
+        ("PAYMENT_MATCHED", ids[4]),
+        ("DOCUMENT_PAID", ids[0]),
+        ("DOCUMENT_PARTIALLY_PAID", ids[4]),
+    ]
+
+
+async def test_a_payment_stored_behind_the_lock_is_neither_stored_nor_booked_twice(
+    pool: asyncpg.Pool, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, connection = await setup({"D-1": "1000"})
+    first = _records(
+        {"provider_transaction_id": "a", "amount": "100", "remittance_information": "D-1"}
+    )
+    [a], _ = await _ingest(pool, tenant_id, connection, first)
+
+    reserve = transactions_store.reserve_new
+
+    async def nothing_known(
+        conn: Any, tenant_id: int, connection_id: int, provider_ids: list[str]
+    ) -> transactions_store.Reservation:
+        # As if "a" had been stored by a writer that skipped the tenant lock: nothing known,
+        # an id for every payment.
+        found = await reserve(conn, tenant_id, connection_id, [f"?{p}" for p in provider_ids])
+        return transactions_store.Reservation(set(), found.ids, found.now)
+
+    monkeypatch.setattr(transactions_store, "reserve_new", nothing_known)
+    again = _records(
+        {"provider_transaction_id": "a", "amount": "100", "remittance_information": "D-1"},
+        {"provider_transaction_id": "b", "amount": "300", "remittance_information": "D-1"},
+        {"provider_transaction_id": "c", "amount": "7"},
+    )
+    new, outcome = await _ingest(pool, tenant_id, connection, again)
+    assert [r["provider_transaction_id"] for r in new] == ["b", "c"]
+    assert outcome.matched == 1
+    async with pool.acquire() as conn:
+        count = await conn.fetchval(
+            "select count(*) from transactions where connection_id = $1", connection["id"]
+        )
+        doc = await conn.fetchrow(
+            "select paid_amount, payment_count from documents where tenant_id = $1", tenant_id
+        )
+        allocations = await conn.fetch(
+            "select transaction_id, amount from allocations where tenant_id = $1 order by id",
+            tenant_id,
+        )
+    assert count == 3
+    assert (doc["paid_amount"], doc["payment_count"]) == (400, 2)
+    assert [(r["transaction_id"], r["amount"]) for r in allocations] == [
+        (a["id"], 100),
+        (new[0]["id"], 300),
+    ]
+    b, c = (r["id"] for r in new)
+    assert await _events(pool, tenant_id) == [
+        ("PAYMENT_RECEIVED", a["id"]),
+        ("PAYMENT_MATCHED", a["id"]),
+        ("DOCUMENT_PARTIALLY_PAID", a["id"]),
+        # The second batch announced "a" too, then took that back when it found it stored.
+        ("PAYMENT_RECEIVED", b),
+        ("PAYMENT_RECEIVED", c),
+        ("PAYMENT_MATCHED", b),
+        ("DOCUMENT_PARTIALLY_PAID", b),
+    ]
+
+
+async def test_a_failed_write_leaves_nothing_behind(
+    pool: asyncpg.Pool, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, connection = await setup({"F-1": "100"})
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(allocations_store, "copy_many", broken)
+    records = _records(
+        *[
+            {"provider_transaction_id": f"f{i}", "amount": "100", "remittance_information": "F-1"}
+            for i in range(3)
+        ]
+    )
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            async with conn.transaction():
+                await store_transactions(conn, tenant_id, connection, records)
+        # Nothing left running on the connection; the transaction was rolled back.
+        assert (
+            await conn.fetchval("select count(*) from transactions where tenant_id = $1", tenant_id)
+            == 0
+        )
+        assert (
+            await conn.fetchval("select count(*) from events where tenant_id = $1", tenant_id) == 0
+        )
+
+
+async def test_the_lane_changes_no_decision(pool: asyncpg.Pool, setup: Setup) -> None:
+    tenant_id, connection = await setup(
+        {"L-1": "100", "L-2": "200", "L-2026-0132": "50", "L-3": "300", "L-3B": "300"}
+    )
+    records = _records(
+        {"provider_transaction_id": "1", "amount": "100", "remittance_information": "L-1"},
+        {"provider_transaction_id": "2", "amount": "100", "remittance_information": "L-1"},
+        {"provider_transaction_id": "3", "amount": "50", "remittance_information": "L-2026-0123"},
+        {"provider_transaction_id": "4", "amount": "20", "remittance_information": "L-2 L-3"},
+        {"provider_transaction_id": "5", "amount": "200", "remittance_information": "L-2xyz"},
+        {"provider_transaction_id": "6", "amount": "9", "remittance_information": "nothing"},
+        {"provider_transaction_id": "7", "amount": "-9", "remittance_information": "L-3"},
+        {"provider_transaction_id": "8", "amount": "300", "remittance_information": "L-3"},
+    )
+    config = config_of(connection)
+    payments = [(payment_of(r), config) for r in records]
+    async with pool.acquire() as conn, conn.transaction():
+        plain = await decide_batch(conn, tenant_id, payments)
+        lane = Lane()
+        seen: list[int] = []
+        try:
+            queued = await decide_batch(
+                conn,
+                tenant_id,
+                payments,
+                lane=lane,
+                on_decided=lambda final: seen.extend(p for p, _ in final),
+            )
+        finally:
+            await lane.settle()
+    assert queued == plain
+    assert sorted(seen) == list(range(len(records)))
+    assert plain[0].state.value == "MATCHED" and plain[1].state.value != "MATCHED"
+
+
+async def test_an_ingest_waits_for_a_locked_connection_before_the_event_lock(
+    pool: asyncpg.Pool, setup: Setup, database_url: str
+) -> None:
+    """A connection writer (disconnect, lease holder) locks the row, then appends events:
+    the ingest must not hold the event lock while it waits for that row."""
+    tenant_id, connection = await setup({"K-1": "100"})
+    holder = await asyncpg.connect(database_url)
+    try:
+        await db._init_connection(holder)
+        tr = holder.transaction()
+        await tr.start()
+        await holder.execute(
+            "select 1 from bank_connections where id = $1 for update", connection["id"]
+        )
+        records = _records(
+            {"provider_transaction_id": "k", "amount": "100", "remittance_information": "K-1"}
+        )
+        ingest = asyncio.create_task(_ingest(pool, tenant_id, connection, records))
+        await asyncio.sleep(0.3)
+        assert not ingest.done()  # waiting for the connection row
+        await events_store.append_many(
+            holder,
+            tenant_id,
+            [{"type": "CONNECTION_DISCONNECTED", "connection_id": connection["id"]}],
+        )
+        await tr.commit()
+        _, outcome = await asyncio.wait_for(ingest, 30)
+    finally:
+        await holder.close()
+    assert outcome.matched == 1
+    types = [t for t, _ in await _events(pool, tenant_id)]
+    assert types == [
+        "CONNECTION_DISCONNECTED",
+        "PAYMENT_RECEIVED",
+        "PAYMENT_MATCHED",
+        "DOCUMENT_PAID",
+    ]
