@@ -137,6 +137,16 @@ class _SortedKeys:
         self._pending = []
         self.stale = 0
 
+    def any_starting_with(self, prefix: str) -> bool:
+        """A bisect, no generator: the usual answer for a near-miss fragment is no."""
+        if len(self._pending) > _PENDING_LIMIT:
+            self.merge()
+        keys = self._sorted
+        i = bisect_left(keys, prefix)
+        if i < len(keys) and keys[i].startswith(prefix):
+            return True
+        return any(key.startswith(prefix) for key in self._pending)
+
     def starting_with(self, prefix: str) -> Iterator[str]:
         if len(self._pending) > _PENDING_LIMIT:
             self.merge()
@@ -470,12 +480,8 @@ class DocumentIndex:
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""
-        if len(keys._pending) > _PENDING_LIMIT:
-            keys.merge()
-        ordered = keys._sorted
-        i = bisect_left(ordered, prefix)
-        if (i == len(ordered) or not ordered[i].startswith(prefix)) and not keys._pending:
-            return []  # the usual answer: nothing starts with it
+        if not keys.any_starting_with(prefix):
+            return []
         found: dict[str, None] = {}
         backward = keys is self._backward
         check = keys.stale > 0
