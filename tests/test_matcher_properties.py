@@ -10,6 +10,7 @@ import random
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -302,3 +303,22 @@ def test_split_payment_in_the_order_named(
         (d.id, share) for d, share in expected
     ]
     assert all(a.rule is MatchKey.DOCUMENT_NUMBER for a in decision.allocations)
+
+
+@SETTINGS
+@given(scenarios())
+def test_exact_only_index_answers_exact_lookups_alike(
+    scenario: tuple[list[OpenDocument], Payment, MatchConfig],
+) -> None:
+    """An index built without near-miss keys finds what a full one finds for exact keys,
+    and refuses a near-miss lookup rather than answering it incompletely."""
+    docs, payment, config = scenario
+    exact = lookup_for(payment, config, near_misses=False)
+    full, lean = DocumentIndex(docs), DocumentIndex(docs, near_misses=False)
+    assert sorted(d.id for d in lean.candidates(exact)) == sorted(
+        d.id for d in full.candidates(exact)
+    )
+    near = lookup_for(payment, config)
+    if near.near_misses:
+        with pytest.raises(ValueError, match="exact lookups only"):
+            lean.candidates(near)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -168,76 +168,6 @@ def document_events(
     return out
 
 
-class _ExactIndex:
-    """Open documents by the keys an exact lookup probes: all the first pass needs.
-
-    A `DocumentIndex` also derives one-edit keys and sorted prefix lists for every document,
-    which only the near-miss pass uses; building them for every exact candidate was most of
-    the first pass's cost. The keys are the ones `DocumentIndex` uses (the document's
-    normalized references), and `decide` verifies every candidate anyway. Paid amounts move
-    as decisions are applied; a document paid in full leaves (`closed`), as it does from a
-    `DocumentIndex`.
-    """
-
-    __slots__ = ("_key", "_number", "_order", "_partner", "_ss", "_vs", "closed", "docs")
-
-    def __init__(self) -> None:
-        self.docs: dict[int, OpenDocument] = {}
-        self.closed: set[int] = set()
-        self._number: dict[str, list[int]] = {}
-        self._order: dict[str, list[int]] = {}
-        self._partner: dict[str, list[int]] = {}
-        self._vs: dict[str, list[int]] = {}
-        self._ss: dict[str, list[int]] = {}
-        self._key: dict[str, list[int]] = {}
-
-    def add(self, doc: OpenDocument) -> None:
-        if doc.paid >= doc.total or doc.id in self.docs:
-            return
-        self.docs[doc.id] = doc
-        for postings, value in (
-            (self._number, doc.number_norm),
-            (self._order, doc.order_number_norm),
-            (self._partner, doc.partner_identifier_norm),
-            (self._vs, doc.variable_symbol_norm),
-            (self._ss, doc.specific_symbol_norm),
-            (self._key, doc.payment_key_norm),
-        ):
-            if value is not None:
-                postings.setdefault(value, []).append(doc.id)
-
-    def candidates(self, lookup: Lookup) -> list[OpenDocument]:
-        ids: dict[int, None] = {}
-        for token in lookup.tokens:
-            for postings in (self._number, self._order, self._partner):
-                hit = postings.get(token)
-                if hit is not None:
-                    ids.update(dict.fromkeys(hit))
-        for postings, value in (
-            (self._vs, lookup.variable_symbol),
-            (self._ss, lookup.specific_symbol),
-            (self._key, lookup.payment_key),
-        ):
-            if value is not None:
-                hit = postings.get(value)
-                if hit is not None:
-                    ids.update(dict.fromkeys(hit))
-        docs = self.docs
-        return [docs[i] for i in ids if i in docs]
-
-    def apply(self, decision: Decision) -> None:
-        for plan in decision.allocations:
-            doc = self.docs.get(plan.document_id)
-            if doc is None:
-                continue
-            paid = doc.paid + plan.amount
-            if paid >= doc.total:
-                del self.docs[doc.id]
-                self.closed.add(doc.id)
-            else:
-                self.docs[doc.id] = replace(doc, paid=paid)
-
-
 async def decide_batch(
     conn: Connection,
     tenant_id: int,
@@ -275,7 +205,8 @@ async def decide_batch(
     found = await exact_fetch
     if lane is not None:
         await asyncio.sleep(0)  # `meanwhile` goes out before the indexing below
-    first = _ExactIndex()
+    # Exact keys only: the one-edit keys and prefix lists are for the near-miss pass.
+    first = DocumentIndex(near_misses=False)
     for i, doc in enumerate(found):
         first.add(open_document(doc))
         if lane is not None and not i % _YIELD:
@@ -299,10 +230,9 @@ async def decide_batch(
     decisions: list[Decision | None] = []
     pending: list[tuple[int, Lookup]] = []
     final: list[tuple[int, Decision]] = []
-    current = first.docs
     for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
         if docs:
-            docs = [current[d.id] for d in docs if d.id in current]
+            docs = [d for d in map(first.get, (d.id for d in docs)) if d is not None]
         decision = decide(payment, docs, cfg)
         if decision.state is MatchState.MATCHED:
             first.apply(decision)
@@ -334,9 +264,10 @@ async def decide_batch(
             fetched += await late_fetch
         # The batch's own view first: documents it paid in full stay out, and the ones it
         # paid in part keep what it paid (the database does not have those allocations yet).
-        index = DocumentIndex(first.docs.values())
+        index = DocumentIndex(first.documents())
+        closed = {doc["id"] for doc in found if doc["id"] not in first}
         for doc in fetched:
-            if doc["id"] not in index and doc["id"] not in first.closed:
+            if doc["id"] not in index and doc["id"] not in closed:
                 index.add(open_document(doc))
         index.compact()
         final = []

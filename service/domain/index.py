@@ -172,6 +172,7 @@ class DocumentIndex:
         "_forward",
         "_key",
         "_lengths",
+        "_near",
         "_number",
         "_order",
         "_partner",
@@ -181,7 +182,12 @@ class DocumentIndex:
         "_whole",
     )
 
-    def __init__(self, documents: Iterable[OpenDocument] = ()) -> None:
+    def __init__(
+        self, documents: Iterable[OpenDocument] = (), *, near_misses: bool = True
+    ) -> None:
+        """With `near_misses=False` only the exact keys are kept: cheaper to build, for a
+        caller that answers exact lookups only (the one-edit keys are most of the cost)."""
+        self._near = near_misses
         self._docs: dict[int, OpenDocument] = {}
         self._number: dict[str, _Posting] = {}
         self._order: dict[str, _Posting] = {}
@@ -243,6 +249,8 @@ class DocumentIndex:
         key = doc.payment_key_norm
         if key is not None:
             _post(self._key, key, doc_id)
+        if not self._near:
+            return
         payer = doc.partner_name_norm
         if payer is not None:
             _post(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
@@ -279,6 +287,8 @@ class DocumentIndex:
         ):
             if value is not None:
                 _unpost(postings, value, doc_id)
+        if not self._near:
+            return doc
         payer = doc.partner_name_norm
         if payer is not None:
             _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
@@ -305,7 +315,7 @@ class DocumentIndex:
             self.remove(doc_id)
             return updated
         payer = doc.partner_name_norm
-        if payer is not None:
+        if payer is not None and self._near:
             # Only the payer-amount key depends on what is paid.
             _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
             _post(self._payer, _payer_hash(payer, updated.outstanding), doc_id)
@@ -380,6 +390,8 @@ class DocumentIndex:
         if lookup.payment_key is not None and lookup.payment_key in self._key:
             add(self._key[lookup.payment_key])
         if lookup.near_misses:
+            if not self._near:
+                raise ValueError("this index was built for exact lookups only")
             self._near_postings(lookup, add)
         docs = self._docs
         if len(postings) == 1 and isinstance(postings[0], int):
