@@ -182,9 +182,7 @@ class DocumentIndex:
         "_whole",
     )
 
-    def __init__(
-        self, documents: Iterable[OpenDocument] = (), *, near_misses: bool = True
-    ) -> None:
+    def __init__(self, documents: Iterable[OpenDocument] = (), *, near_misses: bool = True) -> None:
         """With `near_misses=False` only the exact keys are kept: cheaper to build, for a
         caller that answers exact lookups only (the one-edit keys are most of the cost)."""
         self._near = near_misses
