@@ -323,8 +323,11 @@ def _exact(payment: Payment, flags: _Flags) -> Lookup:
     tokens: tuple[str, ...] = ()
     text = payment.remittance_information
     if flags.text and text:
-        words = tokenize(text[:MAX_TEXT_LENGTH])
-        if words and max(map(len, words)) > MAX_TOKEN_LENGTH:
+        if len(text) > MAX_TEXT_LENGTH:
+            text = text[:MAX_TEXT_LENGTH]
+        words = tokenize(text)
+        # No token is longer than the text it comes from: most texts need no check.
+        if len(text) > MAX_TOKEN_LENGTH and words and max(map(len, words)) > MAX_TOKEN_LENGTH:
             words = [t for t in words if len(t) <= MAX_TOKEN_LENGTH]
         tokens = tuple(dict.fromkeys(words))[:MAX_TOKENS]
     vs, ss, ks, key = (
@@ -333,12 +336,20 @@ def _exact(payment: Payment, flags: _Flags) -> Lookup:
         payment.constant_symbol,
         payment.payment_key,
     )
-    return Lookup(
-        tokens,
-        normalize_symbol(vs) if flags.vs and vs is not None else None,
-        normalize_symbol(ss) if flags.ss and ss is not None else None,
-        normalize_symbol(ks) if flags.ks and ks is not None else None,
-        normalize_reference(key) if flags.payment_key and key is not None else None,
+    # The named tuple's own __new__ is a Python function; the tuple's is not.
+    return tuple.__new__(
+        Lookup,
+        (
+            tokens,
+            normalize_symbol(vs) if flags.vs and vs is not None else None,
+            normalize_symbol(ss) if flags.ss and ss is not None else None,
+            normalize_symbol(ks) if flags.ks and ks is not None else None,
+            normalize_reference(key) if flags.payment_key and key is not None else None,
+            False,
+            (),
+            None,
+            None,
+        ),
     )
 
 
@@ -764,16 +775,20 @@ def _single(
         key = doc.partner_identifier_norm
         if flags.partner and key is not None and key in tokens:
             return None
-    for symbol, value, symbol_rule in (
-        (refs.variable_symbol, doc.variable_symbol_norm, _K.VARIABLE_SYMBOL),
-        (refs.specific_symbol, doc.specific_symbol_norm, _K.SPECIFIC_SYMBOL),
-    ):
-        if symbol is not None and value == symbol:
-            if refs.constant_symbol is not None:
-                return None  # the constant symbol may narrow it away
-            hits += 1
-            rule = symbol_rule
-            label = f"{_SYMBOL_WORDS[symbol_rule]} {symbol}"
+    symbol = refs.variable_symbol
+    if symbol is not None and doc.variable_symbol_norm == symbol:
+        if refs.constant_symbol is not None:
+            return None  # the constant symbol may narrow it away
+        hits += 1
+        rule = _K.VARIABLE_SYMBOL
+        label = f"variable symbol {symbol}"
+    symbol = refs.specific_symbol
+    if symbol is not None and doc.specific_symbol_norm == symbol:
+        if refs.constant_symbol is not None:
+            return None
+        hits += 1
+        rule = _K.SPECIFIC_SYMBOL
+        label = f"specific symbol {symbol}"
     key = refs.payment_key
     if key is not None and doc.payment_key_norm == key:
         hits += 1
@@ -781,7 +796,12 @@ def _single(
         label = f"payment key {key}"
     if hits != 1 or rule is None:
         return None
-    return _allocate(amount, currency, [(doc, rule)], f"matched {_doc(doc)} by {label}")
+    # As `_allocate` words it for one target, without building its arguments.
+    return _matched(
+        (_plan(doc.id, amount, rule),),
+        f"matched {_KIND_WORDS[doc.kind][0]} {doc.number} by {label} "
+        f"({_amount_note(doc, amount, currency)})",
+    )
 
 
 def _same_currency(pool: list[OpenDocument], currency: str) -> list[OpenDocument]:
@@ -1203,6 +1223,13 @@ def match(
     flags = config.flags
     exact = _exact(payment, flags)
     candidates = fetch(exact)
+    if len(candidates) == 1:
+        # The usual exact hit, without `_decide`'s setup (`_single` gives what it would).
+        doc = candidates[0]
+        if doc.kind in flags.kinds and doc.outstanding > _ZERO:
+            single = _single(doc, payment.amount, _currency(payment.currency), exact, flags)
+            if single is not None:
+                return single
     if candidates:
         decision = _decide(payment, candidates, config, exact, near=False)
         if decision is not None:
