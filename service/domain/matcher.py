@@ -574,7 +574,6 @@ def _decide(
     refs: Lookup,
     near: Literal[True],
     retry: bool = False,
-    exact_hits: bool = True,
 ) -> Decision: ...
 
 
@@ -586,7 +585,6 @@ def _decide(
     refs: Lookup,
     near: bool,
     retry: bool = False,
-    exact_hits: bool = True,
 ) -> Decision | None: ...
 
 
@@ -597,12 +595,10 @@ def _decide(
     refs: Lookup,
     near: bool,
     retry: bool = False,
-    exact_hits: bool = True,
 ) -> Decision | None:
     """`decide` proper; with `near=False` it returns None where only near misses could
     still say something, so a caller that fetched exact candidates knows to fetch more.
-    `retry` says an exact pass over the same references resolved nothing already;
-    `exact_hits=False` that its fetch found no document for any exact key at all."""
+    `retry` says an exact pass over the same references resolved nothing already."""
     amount = payment.amount
     currency = _currency(payment.currency)
     flags = config.flags
@@ -629,7 +625,7 @@ def _decide(
     vs_hits: list[OpenDocument] = []
     ss_hits: list[OpenDocument] = []
     key_hits: list[OpenDocument] = []
-    if docs and exact_hits:
+    if docs:
         token_set = frozenset(tokens)
         for doc in docs:
             if want_number:
@@ -741,6 +737,23 @@ def _decide(
     if not near:
         return None  # only near misses are left, and the caller has not fetched for them
     _near_misses(payment, refs, docs, hit_tokens, bool(vs_hits), bool(ss_hits), flags, suggestions)
+    return _not_matched(payment, refs, config, suggestions)
+
+
+def _near_only(
+    payment: Payment, candidates: Sequence[OpenDocument], config: MatchConfig, refs: Lookup
+) -> Decision:
+    """`_decide` for a payment whose exact keys named no document at all: only near
+    misses can say anything, so the exact verification is skipped."""
+    suggestions = _Suggestions(payment.amount)
+    docs = _open_documents(candidates, config.flags.kinds)
+    _near_misses(payment, refs, docs, set(), False, False, config.flags, suggestions)
+    return _not_matched(payment, refs, config, suggestions)
+
+
+def _not_matched(
+    payment: Payment, refs: Lookup, config: MatchConfig, suggestions: _Suggestions
+) -> Decision:
     if suggestions:
         found = suggestions.result()
         more = len(found) - 1
@@ -1237,6 +1250,6 @@ def match(
     # Nothing was decided by exact references (with no candidates at all, `_decide` would
     # have said exactly that): fetch and decide again with the near-miss keys.
     near = _with_near(payment, exact, flags)
-    return _decide(
-        payment, fetch(near), config, near, near=True, retry=True, exact_hits=bool(candidates)
-    )
+    if not candidates:
+        return _near_only(payment, fetch(near), config, near)
+    return _decide(payment, fetch(near), config, near, near=True, retry=True)
