@@ -357,22 +357,25 @@ def _with_near(payment: Payment, exact: Lookup, flags: _Flags) -> Lookup:
     """The exact lookup plus the near-miss keys."""
     near: tuple[str, ...] = ()
     if flags.near:
-        # Tokens that may be a mistyped, glued or truncated number.
-        found = [t for t in exact.tokens if len(t) >= MIN_NEAR_LENGTH and has_digit(t)]
+        # Tokens that may be a mistyped, glued or truncated number (`has_digit`, inlined).
+        disjoint = _NO_DIGITS
+        found = [t for t in exact.tokens if len(t) >= MIN_NEAR_LENGTH and not disjoint(t)]
         near = tuple(found[:MAX_NEAR_TOKENS])
     name = payment.counterparty_name
-    tokens, vs, ss, ks, key = exact[:5]
-    return Lookup(
-        tokens,
-        vs,
-        ss,
-        ks,
-        key,
-        True,
-        near,
-        normalize_name(name) if name is not None else None,
-        payment.amount,
+    # The named tuple's own __new__ is a Python function; the tuple's is not.
+    return tuple.__new__(
+        Lookup,
+        (
+            *exact[:5],
+            True,
+            near,
+            normalize_name(name) if name is not None else None,
+            payment.amount,
+        ),
     )
+
+
+_NO_DIGITS = frozenset("0123456789").isdisjoint
 
 
 def lookup_for(payment: Payment, config: MatchConfig, *, near_misses: bool = True) -> Lookup:
