@@ -86,13 +86,8 @@ async def lock_tenant(conn: Connection, tenant_id: int) -> None:
     A payment and a document that arrive at the same moment would otherwise each miss the
     other; under this lock the later one always sees the earlier one.
     """
-    # JIT off for the rest of the transaction too: the candidate queries probe an index per
-    # key, so their cost estimate grows with the batch past jit_above_cost, and compiling a
-    # near-miss query took ~50 ms of a ~7 ms run. Same round trip as the lock.
     await conn.execute(
-        "select pg_advisory_xact_lock($1::int, $2::int), set_config('jit', 'off', true)",
-        _MATCH_LOCK,
-        tenant_id & 0x7FFFFFFF,
+        "select pg_advisory_xact_lock($1::int, $2::int)", _MATCH_LOCK, tenant_id & 0x7FFFFFFF
     )
 
 
