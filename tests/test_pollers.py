@@ -50,6 +50,17 @@ def _scheduler(pool: asyncpg.Pool, settings: Settings, clock: Clock, **overrides
     )
 
 
+async def _sync_in_flight(
+    pool: asyncpg.Pool, settings: Settings, t: TenantHandle
+) -> tuple[int, Scheduler]:
+    """A sandbox connection whose (half-second) sync a scheduler tick has just started."""
+    clock = Clock()
+    cid = await _sandbox(pool, settings, t, clock, delaySeconds=0.5)
+    scheduler = _scheduler(pool, settings, clock)
+    assert await scheduler.tick() == 1
+    return cid, scheduler
+
+
 async def _drain(*schedulers: Scheduler) -> None:
     for s in schedulers:
         if s._running:
@@ -165,11 +176,7 @@ async def test_a_malformed_record_is_reported_and_the_rest_lands(
 async def test_shutdown_finishes_in_flight_syncs_and_releases_leases(
     make_tenant: MakeTenant, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    t = await make_tenant()
-    clock = Clock()
-    cid = await _sandbox(pool, settings, t, clock, delaySeconds=0.5)
-    scheduler = _scheduler(pool, settings, clock)
-    assert await scheduler.tick() == 1
+    cid, scheduler = await _sync_in_flight(pool, settings, await make_tenant())
     await asyncio.sleep(0.1)
     await scheduler.stop()
     async with pool.acquire() as conn:

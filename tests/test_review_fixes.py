@@ -19,7 +19,7 @@ from service.store import connections as connections_store
 from .conftest import GQL, MakeTenant
 from .test_ingest import INGEST, PushConnection, tx
 from .test_matching_api import DOC, DOCS, _pay, _setup, inv
-from .test_pollers import _sandbox, _scheduler
+from .test_pollers import _sandbox, _scheduler, _sync_in_flight
 
 
 async def test_currency_cannot_change_under_payments(
@@ -180,10 +180,7 @@ async def test_sync_now_refuses_while_a_poll_holds_the_lease(
     from service.errors import Conflict
 
     t = await make_tenant()
-    clock = Clock()
-    cid = await _sandbox(pool, settings, t, clock, delaySeconds=0.5)
-    scheduler = _scheduler(pool, settings, clock)
-    assert await scheduler.tick() == 1
+    cid, scheduler = await _sync_in_flight(pool, settings, t)
     with pytest.raises(Conflict):
         await scheduler.sync_now(t.id, cid)
     await asyncio.gather(*scheduler._running)
