@@ -353,9 +353,8 @@ def _with_near(payment: Payment, exact: Lookup, flags: _Flags) -> Lookup:
     """The exact lookup plus the near-miss keys."""
     near: tuple[str, ...] = ()
     if flags.near:
-        # Tokens that may be a mistyped, glued or truncated number (`has_digit`, inlined).
-        disjoint = _NO_DIGITS
-        found = [t for t in exact.tokens if len(t) >= MIN_NEAR_LENGTH and not disjoint(t)]
+        # Tokens that may be a mistyped, glued or truncated number.
+        found = [t for t in exact.tokens if len(t) >= MIN_NEAR_LENGTH and has_digit(t)]
         near = tuple(found[:MAX_NEAR_TOKENS])
     name = payment.counterparty_name
     # The named tuple's own __new__ is a Python function; the tuple's is not.
@@ -369,9 +368,6 @@ def _with_near(payment: Payment, exact: Lookup, flags: _Flags) -> Lookup:
             payment.amount,
         ),
     )
-
-
-_NO_DIGITS = frozenset("0123456789").isdisjoint
 
 
 def lookup_for(payment: Payment, config: MatchConfig, *, near_misses: bool = True) -> Lookup:
