@@ -732,3 +732,29 @@ def test_hostile_symbols_are_bounded() -> None:
     assert run([doc(1, "E-1", "100", variable_symbol="1" * 99_999)], payment).state is (
         MatchState.UNMATCHED
     )
+
+
+def test_with_paid_keeps_references_and_moves_outstanding() -> None:
+    original = doc(
+        7, "e-2026/0123", "1000", paid="100", partner_name="Kovács Kft.", variable_symbol="00123"
+    )
+    paid = original.with_paid(Decimal("400"))
+    assert paid == doc(
+        7, "e-2026/0123", "1000", paid="400", partner_name="Kovács Kft.", variable_symbol="00123"
+    )
+    assert (paid.outstanding, original.outstanding) == (Decimal("600"), Decimal("900"))
+    for name in ("number_norm", "variable_symbol_norm", "partner_name_norm"):
+        assert getattr(paid, name) == getattr(original, name) is not None
+
+
+def test_decide_extends_an_exact_lookup_it_is_given() -> None:
+    docs = [doc(1, "E-2026-0132", "5000")]
+    payment = pay("5000", "szamla E-2026-0123")
+    exact = lookup_for(payment, BROAD, near_misses=False)
+    given = decide(payment, docs, BROAD, exact)
+    assert (
+        given
+        == decide(payment, docs, BROAD)
+        == decide(payment, docs, BROAD, lookup_for(payment, BROAD))
+    )
+    assert given.state is MatchState.SUGGESTED

@@ -230,10 +230,12 @@ async def decide_batch(
     decisions: list[Decision | None] = []
     pending: list[tuple[int, Lookup]] = []
     final: list[tuple[int, Decision]] = []
-    for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
+    for position, ((payment, cfg), docs, refs) in enumerate(
+        zip(payments, reach, exact, strict=True)
+    ):
         if docs:
             docs = [d for d in map(first.get, (d.id for d in docs)) if d is not None]
-        decision = decide(payment, docs, cfg)
+        decision = decide(payment, docs, cfg, refs)
         if decision.state is MatchState.MATCHED:
             first.apply(decision)
         elif decision.state is MatchState.UNMATCHED and payment.amount > 0:
@@ -273,7 +275,7 @@ async def decide_batch(
         final = []
         for position, lookup in pending:
             payment, cfg = payments[position]
-            decision = decide(payment, index.candidates(lookup), cfg)
+            decision = decide(payment, index.candidates(lookup), cfg, lookup)
             if decision.state is MatchState.MATCHED:
                 index.apply(decision)
             decisions[position] = decision

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from decimal import Decimal
 from itertools import combinations, repeat
 from operator import and_
@@ -308,7 +307,7 @@ class DocumentIndex:
         doc = self._docs.get(doc_id)
         if doc is None:
             return None
-        updated = replace(doc, paid=paid)
+        updated = doc.with_paid(paid)
         if updated.paid >= updated.total:
             self.remove(doc_id)
             return updated

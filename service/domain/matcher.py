@@ -548,15 +548,26 @@ def _outgoing(payment: Payment) -> Decision:
     return Decision(MatchState.UNMATCHED, explanation=why)
 
 
-def decide(payment: Payment, candidates: Iterable[OpenDocument], config: MatchConfig) -> Decision:
+def decide(
+    payment: Payment,
+    candidates: Iterable[OpenDocument],
+    config: MatchConfig,
+    refs: Lookup | None = None,
+) -> Decision:
     """Decide what a payment pays among `candidates` (which may include unrelated documents).
 
     Exact references allocate automatically when they name documents unambiguously; anything
-    else becomes suggestions with reasons, or an explanation of why nothing matched.
+    else becomes suggestions with reasons, or an explanation of why nothing matched. `refs`
+    is the payment's `lookup_for` under `config` when the caller has it already (the exact
+    keys alone are extended, not recomputed).
     """
     if payment.amount <= _ZERO:
         return _outgoing(payment)
-    decision = _decide(payment, candidates, config, lookup_for(payment, config), near=True)
+    if refs is None:
+        refs = lookup_for(payment, config)
+    elif not refs.near_misses:
+        refs = _with_near(payment, refs, config.flags)
+    decision = _decide(payment, candidates, config, refs, near=True)
     assert decision is not None
     return decision
 

@@ -133,6 +133,20 @@ class OpenDocument:
         derive(self, "partner_name_norm", None if name is None else normalize_name(name))
         derive(self, "outstanding", self.total - self.paid)
 
+    def with_paid(self, paid: Decimal) -> OpenDocument:
+        """This document with another paid amount (its references are not normalized again)."""
+        copy = _blank(OpenDocument)
+        for name, value in zip(_SLOTS, map(self.__getattribute__, _SLOTS), strict=True):
+            _set(copy, name, value)
+        _set(copy, "paid", paid)
+        _set(copy, "outstanding", self.total - paid)
+        return copy
+
+
+_SLOTS = OpenDocument.__slots__
+_blank = object.__new__
+_set = object.__setattr__  # the class is frozen
+
 
 def _same(raw: str | None, normalized: str | None) -> str | None:
     # Reuse the document's own string when it is already normalized: a million open
