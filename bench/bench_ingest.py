@@ -113,7 +113,8 @@ async def main() -> None:
                 docs.append(checked)
             for start in range(0, len(docs), 2000):
                 await documents_store.upsert_many(conn, tid, docs[start : start + 2000])
-            await conn.execute("analyze documents")  # as a live database would have it
+            # Statistics as a live database would have them.
+            await conn.execute("analyze documents, document_keys")
         rng = random.Random(7)
         payments = [_payment(i, rng) for i in range(args.payments)]
         records, problems = check_records(payments)

@@ -99,3 +99,16 @@ async def test_constraints_keep_data_right(pool: asyncpg.Pool) -> None:
             )
             == "numeric"
         )
+
+
+async def test_the_outbox_is_keyed_by_tenant_with_one_index(pool: asyncpg.Pool) -> None:
+    # Every event write pays for each index: the outbox keeps the one its readers use.
+    async with pool.acquire() as conn:
+        indexes = await conn.fetch(
+            "select indexdef from pg_indexes where tablename = 'events' and schemaname = 'public'"
+        )
+        assert [r["indexdef"].split(" USING ")[1] for r in indexes] == ["btree (tenant_id, id)"]
+        plan = await conn.fetch(
+            "explain select * from events where tenant_id = 1 and id > 5 order by id limit 10"
+        )
+        assert "events_pkey" in " ".join(r[0] for r in plan)

@@ -114,7 +114,7 @@ async def withdraw(
         return
     await conn.execute(
         """
-        delete from events where id = any(array(
+        delete from events where tenant_id = $1 and id = any(array(
             select id from events
             where tenant_id = $1 and xid = pg_current_xact_id() and type = $2
               and transaction_id = any($3::bigint[])

@@ -51,13 +51,15 @@ with ids as (
 
 # Near misses: glued and one-edit-away references, truncated numbers (prefix or suffix range
 # scans, each bounded), and documents of a named payer whose outstanding equals the amount.
+# A one-edit key's documents come in id order, as its primary-key range holds them: which
+# ones a probe cut at the limit keeps is then the same every time.
 _NEAR = f"""
 with ids as (
     {_probe("number_norm", "$2")}
     union {_probe("order_number_norm", "$2")}
     union select x.id from unnest($3::text[]) k(v) cross join lateral (
         select d.id from document_keys dk join documents d on d.id = dk.document_id {_OPEN}
-        where dk.tenant_id = $1 and dk.key = k.v limit {_PER_KEY}) x
+        where dk.tenant_id = $1 and dk.key = k.v order by dk.document_id limit {_PER_KEY}) x
     union select x.id from unnest($4::text[]) as q(f) cross join lateral (
         select d.id from documents d
         where d.tenant_id = $1 {_OPEN}
