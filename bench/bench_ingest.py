@@ -28,6 +28,7 @@ from service import db
 from service.actions.ingest import check_records, store_transactions
 from service.config import Settings
 from service.domain.records import check_document
+from service.runtime import tune_garbage_collector
 from service.store import connections as connections_store
 from service.store import documents as documents_store
 from service.store import tenants as tenants_store
@@ -120,6 +121,7 @@ async def main() -> None:
         records, problems = check_records(payments)
         assert not problems
 
+        tune_garbage_collector()  # as the served application runs
         matched = 0
         started = time.perf_counter()
         for start in range(0, len(records), args.batch):

@@ -26,6 +26,7 @@ from .config import Settings, get_settings
 from .errors import Unauthenticated
 from .events import EventHub
 from .providers.registry import polled_providers
+from .runtime import tune_garbage_collector
 from .sandbox_bank import consent_page
 from .secrets import SettingsCipher, encryption_key
 from .workers.scheduler import Scheduler
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
         if settings.workers:
             await scheduler.start()
+        tune_garbage_collector()
         app.state.draining = False
         try:
             yield
