@@ -6,13 +6,14 @@ keeps the whole batch (matched, with its events) or none of it, and a retry is d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from asyncpg import Connection, Pool, Record
 
-from ..domain.matcher import Decision
+from ..domain.matcher import Decision, MatchConfig, lookup_for
 from ..domain.models import MatchState
 from ..domain.records import RecordProblem, check_transaction
 from ..errors import BadUserInput, NotFound
@@ -35,6 +36,8 @@ from .results import BatchResult
 from .scope import Scope
 
 __all__ = ["ingest_transactions", "store_transactions"]
+
+_YIELD = 32
 
 
 def check_records(
@@ -64,19 +67,36 @@ async def store_transactions(
     if not records:
         return [], [], MatchOutcome()
     connection_id = connection["id"]
-    await matching_store.lock_tenant(conn, tenant_id)
     # Under the tenant lock nobody else inserts for this connection, so what is not stored
     # yet is new: decide those, then store each with its verdict. The first record of each
     # provider id counts (check_records already keeps only that one).
     distinct: dict[str, dict[str, Any]] = {}
     for r in records:
         distinct.setdefault(r["provider_transaction_id"], r)
-    reserved = await transactions_store.reserve_new(conn, tenant_id, connection_id, list(distinct))
-    fresh = [r for pid, r in distinct.items() if pid not in reserved.known]
-    new: list[dict[str, Any]] = []
-    outcome = MatchOutcome()
-    if fresh:
-        new, outcome = await _store_fresh(conn, tenant_id, connection, fresh, reserved)
+    lane = Lane()
+    try:
+        lane.run(lambda: matching_store.lock_tenant(conn, tenant_id))
+        reserving = lane.run(
+            lambda: transactions_store.reserve_new(conn, tenant_id, connection_id, list(distinct))
+        )
+        # While they run, the payments' exact keys are worked out (with a pause now and then
+        # for the reservation to go out when the lock is in).
+        config = config_of(connection)
+        prepared: dict[str, _Prepared] = {}
+        for pid, r in distinct.items():
+            if not len(prepared) % _YIELD:
+                await asyncio.sleep(0)
+            prepared[pid] = _Prepared(r, config)
+        reserved = await reserving
+        fresh = [p for pid, p in prepared.items() if pid not in reserved.known]
+        new: list[dict[str, Any]] = []
+        outcome = MatchOutcome()
+        if fresh:
+            new, outcome = await _store_fresh(
+                conn, tenant_id, connection_id, config, fresh, reserved, lane
+            )
+    finally:
+        await lane.settle()
     by_pid: dict[str, Any] = {r["provider_transaction_id"]: r for r in new}
     missing = [
         r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid
@@ -94,37 +114,46 @@ async def store_transactions(
     return new, ordered, outcome
 
 
+class _Prepared:
+    """A record to store, as the matcher sees it, with its exact keys worked out."""
+
+    __slots__ = ("lookup", "payment", "record")
+
+    def __init__(self, record: dict[str, Any], config: MatchConfig) -> None:
+        self.record = record
+        self.payment = payment_of(record)
+        self.lookup = lookup_for(self.payment, config, near_misses=False)
+
+
 async def _store_fresh(
     conn: Connection,
     tenant_id: int,
-    connection: Record,
-    fresh: list[dict[str, Any]],
+    connection_id: int,
+    config: MatchConfig,
+    fresh: list[_Prepared],
     reserved: transactions_store.Reservation,
+    lane: Lane,
 ) -> tuple[list[dict[str, Any]], MatchOutcome]:
     """Decide, store and book payments not stored yet, overlapping Python and PostgreSQL.
 
-    Statements queue on a `Lane`: while the first pass decides, the payments it has finished
-    with are already being copied in with their allocations. A candidate query queued after
-    such writes sees them, as the in-memory view it is merged with does; and all of it is
-    still one transaction.
+    Statements queue on the `lane`: while the first pass decides, the payments it has
+    finished with are already being copied in with their allocations. A candidate query
+    queued after such writes sees them, as the in-memory view it is merged with does; and
+    all of it is still one transaction.
     """
-    lane = Lane()
-    try:
-        writer = _Writer(conn, tenant_id, connection["id"], fresh, reserved, lane)
-        config = config_of(connection)
-        await decide_batch(
-            conn,
-            tenant_id,
-            [(payment_of(r), config) for r in fresh],
-            lane=lane,
-            # Announced first, in input order (the ids are known): the rows follow in chunks
-            # in the order their decisions become final.
-            meanwhile=writer.received,
-            on_decided=writer.decided,
-        )
-        return await writer.finish()
-    finally:
-        await lane.settle()
+    writer = _Writer(conn, tenant_id, connection_id, fresh, reserved, lane)
+    await decide_batch(
+        conn,
+        tenant_id,
+        [(p.payment, config) for p in fresh],
+        exact=[p.lookup for p in fresh],
+        lane=lane,
+        # Announced first, in input order (the ids are known): the rows follow in chunks
+        # in the order their decisions become final.
+        meanwhile=writer.received,
+        on_decided=writer.decided,
+    )
+    return await writer.finish()
 
 
 class _Writer:
@@ -142,7 +171,7 @@ class _Writer:
         conn: Connection,
         tenant_id: int,
         connection_id: int,
-        fresh: list[dict[str, Any]],
+        fresh: list[_Prepared],
         reserved: transactions_store.Reservation,
         lane: Lane,
     ) -> None:
@@ -173,11 +202,11 @@ class _Writer:
         )
 
     def decided(self, final: list[tuple[int, Decision]]) -> None:
-        ids, now = self._ids, self._now
+        ids, now, fresh = self._ids, self._now, self._fresh
         rows = []
         for position, decision in final:
             self._decided[ids[position]] = decision
-            rows.append({**self._fresh[position], **verdict(decision), "id": ids[position]})
+            rows.append({**fresh[position].record, **verdict(decision), "id": ids[position]})
         self._lane.run(lambda: self._write(rows, now))
 
     async def _write(self, rows: list[dict[str, Any]], now: datetime) -> None:

@@ -173,6 +173,7 @@ async def decide_batch(
     tenant_id: int,
     payments: Sequence[tuple[Payment, MatchConfig]],
     *,
+    exact: Sequence[Lookup] | None = None,
     lane: Lane | None = None,
     meanwhile: Callable[[], Awaitable[object]] | None = None,
     on_decided: Callable[[list[tuple[int, Decision]]], None] | None = None,
@@ -190,15 +191,17 @@ async def decide_batch(
     candidates are indexed; the near-miss query for payments that no exact key can hit runs
     while the first pass decides the rest. `on_decided` gets (position, decision) pairs as
     soon as they are final, each once, so the caller can queue their writes meanwhile.
+    `exact` is each payment's `lookup_for(..., near_misses=False)` if the caller has it.
     """
 
-    def query(lookups: list[Lookup], near: bool) -> Awaitable[list[Record]]:
+    def query(lookups: Sequence[Lookup], near: bool) -> Awaitable[list[Record]]:
         # On a lane the query is queued (and goes out at the next await) right away.
         if lane is None:
             return matching_store.candidates(conn, tenant_id, lookups, near=near)
         return lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=near))
 
-    exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
+    if exact is None:
+        exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
     exact_fetch = query(exact, False)
     if lane is not None and meanwhile is not None:
         lane.run(meanwhile)
