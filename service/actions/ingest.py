@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from asyncpg import Connection, Pool, Record
@@ -202,18 +201,26 @@ class _Writer:
         )
 
     def decided(self, final: list[tuple[int, Decision]]) -> None:
-        ids, now, fresh = self._ids, self._now, self._fresh
+        ids, fresh, new_row = self._ids, self._fresh, transactions_store.new_row
+        tenant_id, connection_id, now = self._tenant_id, self._connection_id, self._now
         rows = []
         for position, decision in final:
             self._decided[ids[position]] = decision
-            rows.append({**fresh[position].record, **verdict(decision), "id": ids[position]})
-        self._lane.run(lambda: self._write(rows, now))
+            rows.append(
+                new_row(
+                    fresh[position].record,
+                    verdict(decision),
+                    id=ids[position],
+                    tenant_id=tenant_id,
+                    connection_id=connection_id,
+                    now=now,
+                )
+            )
+        self._lane.run(lambda: self._write(rows))
 
-    async def _write(self, rows: list[dict[str, Any]], now: datetime) -> None:
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
         conn, tenant_id = self._conn, self._tenant_id
-        stored = await transactions_store.insert_new(
-            conn, tenant_id, self._connection_id, rows, now
-        )
+        stored = await transactions_store.insert_new(conn, rows)
         self._stored.extend(stored)
         if len(stored) < len(rows):
             # Stored meanwhile by a writer outside the tenant lock: not ours to announce.

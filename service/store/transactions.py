@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from asyncpg import Connection, Record, UniqueViolationError
@@ -20,6 +21,7 @@ __all__ = [
     "count",
     "insert_new",
     "list_page",
+    "new_row",
     "open_for_rematch",
     "reserve_new",
     "set_decision",
@@ -130,18 +132,49 @@ _INSERT_MISSING = (
 _SCALE = Decimal("0.0001")  # numeric(18, 4)
 
 
-async def insert_new(
-    conn: Connection,
-    tenant_id: int,
-    connection_id: int,
-    rows: Sequence[dict[str, Any]],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Store payments believed new, with ids from `reserve_new`; returns the stored rows.
+# Every column in table order, as a new row holds it unless given.
+_NEW_ROW: dict[str, Any] = {
+    "id": None,
+    "tenant_id": None,
+    "connection_id": None,
+    **dict.fromkeys(_COLUMNS),
+    "match_state": "UNMATCHED",
+    "explanation": None,
+    "suggestions": None,
+    "ignored_reason": None,
+    "auto_match": True,
+    "decided_by": None,
+    "decided_at": None,
+    "received_at": None,
+    "updated_at": None,
+}
+_copied = itemgetter(*_COPIED)
 
-    Each row carries its verdict (`match_state`, `explanation`, `suggestions`). The rows
-    come back as the table holds them (every column, `now` being the transaction's `now()`),
-    built here rather than read back.
+
+def new_row(
+    *values: Mapping[str, Any], id: int, tenant_id: int, connection_id: int, now: datetime
+) -> dict[str, Any]:
+    """A new payment as `select *` will return it once `insert_new` stored it.
+
+    `values` hold its columns, in parts (a checked record, its verdict: `match_state`,
+    `explanation`, `suggestions`); `id` comes from `reserve_new`, `now` is the transaction's.
+    """
+    row = _NEW_ROW.copy()
+    for part in values:
+        row.update(part)
+    row["id"] = id
+    row["tenant_id"] = tenant_id
+    row["connection_id"] = connection_id
+    row["amount"] = row["amount"].quantize(_SCALE)  # numeric(18, 4)
+    if not row["suggestions"]:
+        row["suggestions"] = []
+    row["received_at"] = row["updated_at"] = now
+    return row
+
+
+async def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store payments of one connection believed new (rows from `new_row`); returns those
+    stored.
 
     Payments without suggestions are copied in, the others inserted (the pool's jsonb codec
     has no binary form for a copy), both inside a savepoint. A unique violation (a writer
@@ -151,74 +184,34 @@ async def insert_new(
     """
     if not rows:
         return []
-    plain = [r for r in rows if not r.get("suggestions")]
-    rest = [r for r in rows if r.get("suggestions")]
+    plain = [r for r in rows if not r["suggestions"]]
+    rest = [r for r in rows if r["suggestions"]]
     try:
         async with conn.transaction():
             if plain:
                 await conn.copy_records_to_table(
-                    "transactions",
-                    records=[
-                        (r["id"], tenant_id, connection_id, *[r.get(c) for c in _COPIED[3:]])
-                        for r in plain
-                    ],
-                    columns=_COPIED,
+                    "transactions", records=map(_copied, plain), columns=_COPIED
                 )
             if rest:
-                await conn.execute(_INSERT_NEW, tenant_id, connection_id, *_arrays(rest))
-        stored = None
+                await conn.execute(_INSERT_NEW, *_arrays(rest))
     except UniqueViolationError:
-        inserted = await conn.fetch(_INSERT_MISSING, tenant_id, connection_id, *_arrays(rows))
+        inserted = await conn.fetch(_INSERT_MISSING, *_arrays(rows))
         stored = {r["id"] for r in inserted}
-    return [
-        _stored(r, tenant_id, connection_id, now)
-        for r in rows
-        if stored is None or r["id"] in stored
-    ]
+        return [r for r in rows if r["id"] in stored]
+    return list(rows)
 
 
-def _arrays(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    """The rows column by column, in the order of `_INSERT_NEW`'s parameters from $3."""
+def _arrays(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The rows' parameters for `_INSERT_NEW`: tenant and connection, then column by column."""
     return [
+        rows[0]["tenant_id"],
+        rows[0]["connection_id"],
         [r["id"] for r in rows],
-        *[[r.get(c) for r in rows] for c in _COLUMNS],
-        [r.get("match_state") or "UNMATCHED" for r in rows],
-        [r.get("explanation") for r in rows],
-        [db.dumps(r.get("suggestions") or []) for r in rows],
+        *[[r[c] for r in rows] for c in _COLUMNS],
+        [r["match_state"] for r in rows],
+        [r["explanation"] for r in rows],
+        [db.dumps(r["suggestions"]) for r in rows],
     ]
-
-
-def _stored(
-    row: dict[str, Any], tenant_id: int, connection_id: int, now: datetime
-) -> dict[str, Any]:
-    """A new row as `select *` would return it: the given columns and the table's defaults."""
-    get = row.get
-    return {
-        "id": row["id"],
-        "tenant_id": tenant_id,
-        "connection_id": connection_id,
-        "provider_transaction_id": row["provider_transaction_id"],
-        "booking_date": row["booking_date"],
-        "value_date": get("value_date"),
-        "amount": row["amount"].quantize(_SCALE),
-        "currency": row["currency"],
-        "counterparty_name": get("counterparty_name"),
-        "counterparty_account": get("counterparty_account"),
-        "variable_symbol": get("variable_symbol"),
-        "specific_symbol": get("specific_symbol"),
-        "constant_symbol": get("constant_symbol"),
-        "remittance_information": get("remittance_information"),
-        "payment_key": get("payment_key"),
-        "match_state": get("match_state") or "UNMATCHED",
-        "explanation": get("explanation"),
-        "suggestions": get("suggestions") or [],
-        "ignored_reason": None,
-        "auto_match": True,
-        "decided_by": None,
-        "decided_at": None,
-        "received_at": now,
-        "updated_at": now,
-    }
 
 
 async def by_provider_ids(
