@@ -136,14 +136,18 @@ class OpenDocument:
     def with_paid(self, paid: Decimal) -> OpenDocument:
         """This document with another paid amount (its references are not normalized again)."""
         copy = _blank(OpenDocument)
-        for name, value in zip(_SLOTS, map(self.__getattribute__, _SLOTS), strict=True):
-            _set(copy, name, value)
+        for get, put in _SLOTS:
+            put(copy, get(self))
         _set(copy, "paid", paid)
         _set(copy, "outstanding", self.total - paid)
         return copy
 
 
-_SLOTS = OpenDocument.__slots__
+# Each slot's own getter and setter: copying through them skips attribute lookup by name.
+_SLOTS = tuple(
+    (OpenDocument.__dict__[name].__get__, OpenDocument.__dict__[name].__set__)
+    for name in OpenDocument.__slots__
+)
 _blank = object.__new__
 _set = object.__setattr__  # the class is frozen
 
