@@ -177,22 +177,27 @@ async def test_a_payment_stored_behind_the_lock_is_neither_stored_nor_booked_twi
     [a], _ = await _ingest(pool, tenant_id, connection, first)
 
     reserve = transactions_store.reserve_new
+    reservations: list[set[str]] = []
 
-    async def nothing_known(
+    async def nothing_known_at_first(
         conn: Any, tenant_id: int, connection_id: int, provider_ids: list[str]
     ) -> transactions_store.Reservation:
-        # As if "a" had been stored by a writer that skipped the tenant lock: nothing known,
-        # an id for every payment.
-        found = await reserve(conn, tenant_id, connection_id, [f"?{p}" for p in provider_ids])
-        return transactions_store.Reservation(set(), found.ids, found.now)
+        # As if "a" had been stored by a writer that skipped the tenant lock, right after
+        # the first look: nothing known, an id for every payment. The next look finds it.
+        found = await reserve(conn, tenant_id, connection_id, provider_ids)
+        if not reservations:
+            found = await reserve(conn, tenant_id, connection_id, [f"?{p}" for p in provider_ids])
+        reservations.append(found.known)
+        return found
 
-    monkeypatch.setattr(transactions_store, "reserve_new", nothing_known)
+    monkeypatch.setattr(transactions_store, "reserve_new", nothing_known_at_first)
     again = _records(
         {"provider_transaction_id": "a", "amount": "100", "remittance_information": "D-1"},
         {"provider_transaction_id": "b", "amount": "300", "remittance_information": "D-1"},
         {"provider_transaction_id": "c", "amount": "7"},
     )
     new, outcome = await _ingest(pool, tenant_id, connection, again)
+    assert reservations == [set(), {"a"}]  # the clash rolled the first attempt back
     assert [r["provider_transaction_id"] for r in new] == ["b", "c"]
     assert outcome.matched == 1
     async with pool.acquire() as conn:
@@ -217,11 +222,47 @@ async def test_a_payment_stored_behind_the_lock_is_neither_stored_nor_booked_twi
         ("PAYMENT_RECEIVED", a["id"]),
         ("PAYMENT_MATCHED", a["id"]),
         ("DOCUMENT_PARTIALLY_PAID", a["id"]),
-        # The second batch announced "a" too, then took that back when it found it stored.
+        # The first attempt of the second batch announced "a" too; its rollback took it back.
         ("PAYMENT_RECEIVED", b),
         ("PAYMENT_RECEIVED", c),
         ("PAYMENT_MATCHED", b),
         ("DOCUMENT_PARTIALLY_PAID", b),
+    ]
+
+
+async def test_a_batch_that_keeps_clashing_fails_after_three_attempts(
+    pool: asyncpg.Pool, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, connection = await setup({"D-1": "1000"})
+    one = {"provider_transaction_id": "a", "amount": "100", "remittance_information": "D-1"}
+    await _ingest(pool, tenant_id, connection, _records(one))
+    reserve = transactions_store.reserve_new
+    attempts = 0
+
+    async def never_known(
+        conn: Any, tenant_id: int, connection_id: int, provider_ids: list[str]
+    ) -> transactions_store.Reservation:
+        nonlocal attempts
+        attempts += 1
+        return await reserve(conn, tenant_id, connection_id, [f"?{p}" for p in provider_ids])
+
+    monkeypatch.setattr(transactions_store, "reserve_new", never_known)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await _ingest(
+            pool, tenant_id, connection, _records(one, {**one, "provider_transaction_id": "b"})
+        )
+    assert attempts == 3
+    async with pool.acquire() as conn:
+        assert (
+            await conn.fetchval(
+                "select count(*) from transactions where connection_id = $1", connection["id"]
+            )
+            == 1
+        )
+    assert [t for t, _ in await _events(pool, tenant_id)] == [
+        "PAYMENT_RECEIVED",
+        "PAYMENT_MATCHED",
+        "DOCUMENT_PARTIALLY_PAID",
     ]
 
 

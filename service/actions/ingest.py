@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from asyncpg import Connection, Pool, Record
+from asyncpg import Connection, Pool, Record, UniqueViolationError
 
 from ..domain.matcher import Decision, MatchConfig, lookup_for
 from ..domain.models import MatchState
@@ -37,6 +37,10 @@ from .scope import Scope
 __all__ = ["ingest_transactions", "store_transactions"]
 
 _YIELD = 32
+# A batch is taken again (in a new savepoint) at most this many times in all when payments
+# of it turn out to be stored meanwhile.
+_ATTEMPTS = 3
+_PROVIDER_ID_KEY = "transactions_connection_id_provider_transaction_id_key"
 
 
 def check_records(
@@ -62,9 +66,43 @@ async def store_transactions(
     Returns (new rows, all rows of the batch in input order, the match outcome); the rows
     carry the matcher's verdict. The outcome's documents carry id, total, paid_amount and
     payment_count only.
+
+    Each attempt runs in a savepoint. Under the tenant lock nothing else stores payments for
+    the connection, so a clash with the unique (connection, provider id) constraint means a
+    writer that bypassed the lock stored some of them meanwhile: the attempt is rolled back
+    and the batch is taken again, and those now count as stored already.
     """
     if not records:
         return [], [], MatchOutcome()
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                new, outcome = await _store(conn, tenant_id, connection, records)
+            break
+        except UniqueViolationError as exc:
+            if exc.constraint_name != _PROVIDER_ID_KEY or attempt == _ATTEMPTS:
+                raise
+    by_pid: dict[str, Any] = {r["provider_transaction_id"]: r for r in new}
+    missing = [
+        r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid
+    ]
+    if missing:
+        for row in await transactions_store.by_provider_ids(
+            conn, tenant_id, connection["id"], missing
+        ):
+            by_pid[row["provider_transaction_id"]] = row
+    ordered = [
+        by_pid[r["provider_transaction_id"]]
+        for r in records
+        if r["provider_transaction_id"] in by_pid
+    ]
+    return new, ordered, outcome
+
+
+async def _store(
+    conn: Connection, tenant_id: int, connection: Record, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], MatchOutcome]:
+    """One attempt at `store_transactions`: the new rows and the outcome."""
     connection_id = connection["id"]
     # Under the tenant lock nobody else inserts for this connection, so what is not stored
     # yet is new: decide those, then store each with its verdict. The first record of each
@@ -88,29 +126,11 @@ async def store_transactions(
             prepared[pid] = _Prepared(r, config)
         reserved = await reserving
         fresh = [p for pid, p in prepared.items() if pid not in reserved.known]
-        new: list[dict[str, Any]] = []
-        outcome = MatchOutcome()
-        if fresh:
-            new, outcome = await _store_fresh(
-                conn, tenant_id, connection_id, config, fresh, reserved, lane
-            )
+        if not fresh:
+            return [], MatchOutcome()
+        return await _store_fresh(conn, tenant_id, connection_id, config, fresh, reserved, lane)
     finally:
         await lane.settle()
-    by_pid: dict[str, Any] = {r["provider_transaction_id"]: r for r in new}
-    missing = [
-        r["provider_transaction_id"] for r in records if r["provider_transaction_id"] not in by_pid
-    ]
-    if missing:
-        for row in await transactions_store.by_provider_ids(
-            conn, tenant_id, connection_id, missing
-        ):
-            by_pid[row["provider_transaction_id"]] = row
-    ordered = [
-        by_pid[r["provider_transaction_id"]]
-        for r in records
-        if r["provider_transaction_id"] in by_pid
-    ]
-    return new, ordered, outcome
 
 
 class _Prepared:
@@ -220,16 +240,10 @@ class _Writer:
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         conn, tenant_id = self._conn, self._tenant_id
-        stored = await transactions_store.insert_new(conn, rows)
-        self._stored.extend(stored)
-        if len(stored) < len(rows):
-            # Stored meanwhile by a writer outside the tenant lock: not ours to announce.
-            kept = {r["id"] for r in stored}
-            await events_store.withdraw(
-                conn, tenant_id, "PAYMENT_RECEIVED", [r["id"] for r in rows if r["id"] not in kept]
-            )
+        await transactions_store.insert_new(conn, rows)
+        self._stored.extend(rows)
         allocations: list[dict[str, Any]] = []
-        for row in stored:
+        for row in rows:
             decision = self._decided[row["id"]]
             if decision.state is MatchState.MATCHED:
                 allocations.extend(allocation_rows(row, decision))

@@ -47,10 +47,11 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-# The first pass hands on its decisions this often. Queued statements need the event loop
-# for each round trip: long stretches of Python let it run every this many items.
+# The first pass hands on its decisions at least this often (as soon as the connection is
+# idle, on a lane). Queued statements need the event loop for each round trip: long
+# stretches of Python let it run every this many items.
 _CHUNK = 256
-_YIELD = 16
+_YIELD = 8
 
 _KINDS = {k.value: k for k in DocumentKind}
 _DOCUMENT_EVENT = {
@@ -83,6 +84,11 @@ class Lane:
 
     def __init__(self) -> None:
         self._tail: asyncio.Task[Any] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether everything queued so far has run."""
+        return self._tail is None or self._tail.done()
 
     def run(self, step: Callable[[], Awaitable[_T]]) -> asyncio.Task[_T]:
         previous = self._tail
@@ -250,12 +256,20 @@ async def decide_batch(
             decisions.append(None)
             continue
         decisions.append(decision)
-        if on_decided is not None:
-            final.append((position, decision))
+        if on_decided is None:
+            continue
+        final.append((position, decision))
+        if lane is None:
             if len(final) >= _CHUNK:
                 on_decided(final)
                 final = []
-        if lane is not None and position % _YIELD == 0:
+        elif position % _YIELD == 0:
+            # Hand over what is final whenever the database has nothing left to do: the
+            # writes keep it busy while the rest is decided, in as few statements as that
+            # allows.
+            if final and (lane.idle or len(final) >= _CHUNK):
+                on_decided(final)
+                final = []
             await asyncio.sleep(0)
     # Payments that turned out to hit nothing after all: their near-miss query goes ahead
     # of the writes for the last decisions.

@@ -33,7 +33,6 @@ __all__ = [
     "last_ids",
     "list_after",
     "read_after",
-    "withdraw",
 ]
 
 # Wakes listeners on every replica; the payload is a hint, the table is the truth.
@@ -97,33 +96,6 @@ async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[st
             for e in events
         ],
         columns=_COPIED,
-    )
-
-
-async def withdraw(
-    conn: Connection, tenant_id: int, type_: str, transaction_ids: Sequence[int]
-) -> None:
-    """Take back this transaction's own `type_` events of the given payments, unseen.
-
-    For a writer that announced payments ahead of storing them and then found some stored
-    already. Only rows this transaction wrote (and nobody can see yet) qualify. They are the
-    tenant's newest (the tenant's event lock is held), so the scan walks back over this
-    transaction's rows only.
-    """
-    if not transaction_ids:
-        return
-    await conn.execute(
-        """
-        delete from events where tenant_id = $1 and id = any(array(
-            select id from events
-            where tenant_id = $1 and xid = pg_current_xact_id() and type = $2
-              and transaction_id = any($3::bigint[])
-            order by id desc limit $4))
-        """,
-        tenant_id,
-        type_,
-        list(transaction_ids),
-        len(transaction_ids),
     )
 
 

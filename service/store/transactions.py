@@ -9,7 +9,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-from asyncpg import Connection, Record, UniqueViolationError
+from asyncpg import Connection, Record
 
 from .. import db
 from .pagination import count_rows, fetch_page, like_escape
@@ -125,10 +125,6 @@ from unnest($3::bigint[], $4::text[], $5::date[], $6::date[], $7::numeric[], $8:
          constant_symbol, remittance_information, payment_key, match_state, explanation,
          suggestions)
 """
-# The fallback: each row unless its (connection, provider id) is taken.
-_INSERT_MISSING = (
-    _INSERT_NEW + "on conflict (connection_id, provider_transaction_id) do nothing returning id"
-)
 _SCALE = Decimal("0.0001")  # numeric(18, 4)
 
 
@@ -172,33 +168,21 @@ def new_row(
     return row
 
 
-async def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Store payments of one connection believed new (rows from `new_row`); returns those
-    stored.
+async def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store new payments of one connection (rows from `new_row`).
 
     Payments without suggestions are copied in, the others inserted (the pool's jsonb codec
-    has no binary form for a copy), both inside a savepoint. A unique violation (a writer
-    that stored one of them meanwhile) rolls back to it, and then every row goes through an
-    insert that skips those already stored: the unique (connection_id, provider_transaction_id)
-    constraint decides either way.
+    has no binary form for a copy). One already stored violates the unique (connection_id,
+    provider_transaction_id) constraint: the caller decides what to do about it.
     """
-    if not rows:
-        return []
     plain = [r for r in rows if not r["suggestions"]]
     rest = [r for r in rows if r["suggestions"]]
-    try:
-        async with conn.transaction():
-            if plain:
-                await conn.copy_records_to_table(
-                    "transactions", records=map(_copied, plain), columns=_COPIED
-                )
-            if rest:
-                await conn.execute(_INSERT_NEW, *_arrays(rest))
-    except UniqueViolationError:
-        inserted = await conn.fetch(_INSERT_MISSING, *_arrays(rows))
-        stored = {r["id"] for r in inserted}
-        return [r for r in rows if r["id"] in stored]
-    return list(rows)
+    if plain:
+        await conn.copy_records_to_table(
+            "transactions", records=map(_copied, plain), columns=_COPIED
+        )
+    if rest:
+        await conn.execute(_INSERT_NEW, *_arrays(rest))
 
 
 def _arrays(rows: Sequence[dict[str, Any]]) -> list[Any]:
