@@ -8,6 +8,7 @@ import warnings
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -56,9 +57,30 @@ def dumps(value: object) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
+# jsonb's binary form is a version byte, then the text. Binary, so that rows holding jsonb
+# can be copied in with COPY's binary format too.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return _JSONB_VERSION + dumps(value).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    if data[:1] != _JSONB_VERSION:
+        raise ValueError(f"unknown jsonb format version {data[:1]!r}")
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("jsonb", "json"):
-        await conn.set_type_codec(name, encoder=dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec("json", encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect_pool(settings: Settings, url: str | None = None) -> asyncpg.Pool:

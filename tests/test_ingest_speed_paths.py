@@ -114,7 +114,7 @@ async def test_returned_rows_are_the_stored_rows(pool: asyncpg.Pool, setup: Setu
     tenant_id, connection = await setup({"R-100": "100", "R-200": "200", "R-2026-0132": "5"})
     records = _records(
         {"provider_transaction_id": "m", "amount": "100", "remittance_information": "R-100"},
-        # Suggested (a typo): suggestions go in through the insert, not the copy.
+        # Suggested (a typo): its suggestions (jsonb) go in with the same binary copy.
         {"provider_transaction_id": "s", "amount": "5", "remittance_information": "R-2026-0123"},
         {
             "provider_transaction_id": "u",
@@ -373,3 +373,13 @@ async def test_pool_connections_run_without_jit(pool: asyncpg.Pool) -> None:
     """The batch candidate queries would otherwise pay ~50 ms of JIT compilation each."""
     async with pool.acquire() as conn:
         assert await conn.fetchval("show jit") == "off"
+
+
+async def test_jsonb_goes_both_ways_in_binary(pool: asyncpg.Pool) -> None:
+    value = {"reason": "one edit away: E-2026-0132", "confidence": 0.8, "ids": [1, 2], "ő": None}
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("select $1::jsonb", value) == value
+        assert await conn.fetchval("select $1::jsonb ->> 'reason'", value) == value["reason"]
+        assert await conn.fetchval("""select '{"a": [1, "x"]}'::jsonb""") == {"a": [1, "x"]}
+        # json (not jsonb) stays text
+        assert await conn.fetchval("select $1::json", [1, "x"]) == [1, "x"]

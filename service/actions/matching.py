@@ -51,7 +51,7 @@ _T = TypeVar("_T")
 # idle, on a lane). Queued statements need the event loop for each round trip: long
 # stretches of Python let it run every this many items.
 _CHUNK = 256
-_YIELD = 8
+_YIELD = 3
 
 _KINDS = {k.value: k for k in DocumentKind}
 _DOCUMENT_EVENT = {

@@ -11,7 +11,6 @@ from typing import Any
 
 from asyncpg import Connection, Record
 
-from .. import db
 from .pagination import count_rows, fetch_page, like_escape
 
 __all__ = [
@@ -106,25 +105,8 @@ _COPIED = [
     *_COLUMNS,
     "match_state",
     "explanation",
+    "suggestions",
 ]
-_INSERT_NEW = """
-insert into transactions (id, tenant_id, connection_id, provider_transaction_id, booking_date,
-    value_date, amount, currency, counterparty_name, counterparty_account, variable_symbol,
-    specific_symbol, constant_symbol, remittance_information, payment_key, match_state,
-    explanation, suggestions)
-overriding system value
-select r.id, $1, $2, r.provider_transaction_id, r.booking_date, r.value_date, r.amount,
-    r.currency, r.counterparty_name, r.counterparty_account, r.variable_symbol,
-    r.specific_symbol, r.constant_symbol, r.remittance_information, r.payment_key,
-    r.match_state, r.explanation, r.suggestions::jsonb
-from unnest($3::bigint[], $4::text[], $5::date[], $6::date[], $7::numeric[], $8::text[],
-    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-    $16::text[], $17::text[], $18::text[])
-    as r(id, provider_transaction_id, booking_date, value_date, amount, currency,
-         counterparty_name, counterparty_account, variable_symbol, specific_symbol,
-         constant_symbol, remittance_information, payment_key, match_state, explanation,
-         suggestions)
-"""
 _SCALE = Decimal("0.0001")  # numeric(18, 4)
 
 
@@ -169,33 +151,15 @@ def new_row(
 
 
 async def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Store new payments of one connection (rows from `new_row`).
+    """Store new payments (rows from `new_row`) in one binary copy.
 
-    Payments without suggestions are copied in, the others inserted (the pool's jsonb codec
-    has no binary form for a copy). One already stored violates the unique (connection_id,
-    provider_transaction_id) constraint: the caller decides what to do about it.
+    One already stored violates the unique (connection_id, provider_transaction_id)
+    constraint: the caller decides what to do about it.
     """
-    plain = [r for r in rows if not r["suggestions"]]
-    rest = [r for r in rows if r["suggestions"]]
-    if plain:
+    if rows:
         await conn.copy_records_to_table(
-            "transactions", records=map(_copied, plain), columns=_COPIED
+            "transactions", records=map(_copied, rows), columns=_COPIED
         )
-    if rest:
-        await conn.execute(_INSERT_NEW, *_arrays(rest))
-
-
-def _arrays(rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """The rows' parameters for `_INSERT_NEW`: tenant and connection, then column by column."""
-    return [
-        rows[0]["tenant_id"],
-        rows[0]["connection_id"],
-        [r["id"] for r in rows],
-        *[[r[c] for r in rows] for c in _COLUMNS],
-        [r["match_state"] for r in rows],
-        [r["explanation"] for r in rows],
-        [db.dumps(r["suggestions"]) for r in rows],
-    ]
 
 
 async def by_provider_ids(
