@@ -273,7 +273,8 @@ class _Writer:
                     touched_by[plan.document_id] = row["id"]
         for doc in outcome.documents:
             events.extend(document_events([doc], touched_by[doc["id"]]))
-        await events_store.append_many(self._conn, self._tenant_id, events)
+        # PAYMENT_RECEIVED went first, so the event lock is held already.
+        await events_store.append_many(self._conn, self._tenant_id, events, again=True)
         return new, outcome
 
 

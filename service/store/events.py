@@ -44,12 +44,15 @@ _MAX_ID = 2**63 - 1
 _COPIED = ["tenant_id", "type", "transaction_id", "document_id", "connection_id"]
 
 
-async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[str, Any]]) -> None:
+async def append_many(
+    conn: Connection, tenant_id: int, events: Sequence[dict[str, Any]], *, again: bool = False
+) -> None:
     """Append events in the caller's transaction and wake listeners at commit.
 
     Takes the tenant's event lock until the transaction ends, so call it as the last write of
     the transaction: the lock is held from here to commit, and other writers of the same
-    tenant wait for it.
+    tenant wait for it. `again` says this transaction appended events already (so holds the
+    lock, and listeners will be woken): the rows are then just written.
     """
     if not events:
         return
@@ -58,14 +61,15 @@ async def append_many(conn: Connection, tenant_id: int, events: Sequence[dict[st
         async with conn.transaction():
             await append_many(conn, tenant_id, events)
         return
-    # The notification goes out at commit whenever it is queued: take it with the lock.
-    await conn.execute(
-        "select pg_advisory_xact_lock($1::int, $2::int), pg_notify($3, $4)",
-        _EVENTS_LOCK,
-        tenant_id & 0x7FFFFFFF,
-        CHANNEL,
-        str(tenant_id),
-    )
+    if not again:
+        # The notification goes out at commit whenever it is queued: take it with the lock.
+        await conn.execute(
+            "select pg_advisory_xact_lock($1::int, $2::int), pg_notify($3, $4)",
+            _EVENTS_LOCK,
+            tenant_id & 0x7FFFFFFF,
+            CHANNEL,
+            str(tenant_id),
+        )
     if any(e.get("payload") for e in events):
         await conn.execute(
             """
