@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -112,3 +113,34 @@ async def test_the_outbox_is_keyed_by_tenant_with_one_index(pool: asyncpg.Pool) 
             "explain select * from events where tenant_id = 1 and id > 5 order by id limit 10"
         )
         assert "events_pkey" in " ".join(r[0] for r in plan)
+
+
+async def test_reference_lengths_are_backfilled_for_documents_already_stored(
+    empty_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sorted(db.MIGRATIONS_DIR.glob("*.sql"))
+    cut = next(i for i, f in enumerate(files) if f.stem == "0003_document_reference_lengths")
+    for f in files[:cut]:
+        (tmp_path / f.name).write_text(f.read_text())
+    conn = await asyncpg.connect(empty_database)
+    try:
+        monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path)
+        await db.migrate(conn)
+        tenant = await conn.fetchval(
+            "insert into tenants (slug, name, plan) values ('old', 'x', 'PROFI') returning id"
+        )
+        await conn.execute(
+            "insert into documents (tenant_id, kind, number, number_norm, order_number,"
+            " order_number_norm, variable_symbol, variable_symbol_norm, total, currency)"
+            " values ($1, 'INVOICE', 'e-1', 'E-1', 'web-2026', 'WEB-2026', '0042', '42', 1, 'HUF')",
+            tenant,
+        )
+        monkeypatch.setattr(db, "MIGRATIONS_DIR", files[0].parent)
+        assert "0003_document_reference_lengths" in await db.migrate(conn)
+        lengths = await conn.fetch(
+            "select length from document_reference_lengths where tenant_id = $1 order by 1",
+            tenant,
+        )
+        assert [r["length"] for r in lengths] == [2, 3, 8]
+    finally:
+        await conn.close()

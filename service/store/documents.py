@@ -85,7 +85,19 @@ async def upsert_many(
             ids,
             keys,
         )
+    lengths = {len(v) for r in rows for v in (r.get(c) for c in _REFERENCES) if v}
+    if lengths:
+        await conn.execute(
+            "insert into document_reference_lengths (tenant_id, length)"
+            " select $1, unnest($2::int[]) on conflict do nothing",
+            tenant_id,
+            sorted(lengths),
+        )
     return stored
+
+
+# The references whose lengths near-miss probes are checked against.
+_REFERENCES = ("number_norm", "order_number_norm", "variable_symbol_norm", "specific_symbol_norm")
 
 
 def _without_keys(row: dict[str, Any]) -> dict[str, Any]:

@@ -27,10 +27,12 @@ _OPEN = "and d.paid_amount < d.total"
 _PER_KEY = 200
 
 
-def _probe(column: str, param: str) -> str:
+def _probe(column: str, keys: str) -> str:
+    """Documents whose `column` equals one of `keys`: a text[] parameter or a CTE of (v)."""
+    source = f"unnest({keys}::text[]) k(v)" if keys.startswith("$") else f"{keys} k(v)"
     # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
     return (
-        f"select x.id from unnest({param}::text[]) k(v) cross join lateral ("
+        f"select x.id from {source} cross join lateral ("
         f" select d.id from documents d where d.tenant_id = $1 and d.{column} = k.v {_OPEN}"
         f" limit {_PER_KEY}) x"
     )
@@ -51,21 +53,35 @@ with ids as (
 
 # Near misses: glued and one-edit-away references, truncated numbers (prefix or suffix range
 # scans, each bounded), and documents of a named payer whose outstanding equals the amount.
+# Only keys that some document reference can meet are probed (see the lengths table): a
+# glued part as long as one, a one-edit key as long as one or one shorter (a reference's own
+# deletions), a truncated number shorter than the longest.
 # A one-edit key's documents come in id order, as its primary-key range holds them: which
 # ones a probe cut at the limit keeps is then the same every time.
 _NEAR = f"""
-with ids as (
-    {_probe("number_norm", "$2")}
-    union {_probe("order_number_norm", "$2")}
-    union select x.id from unnest($3::text[]) k(v) cross join lateral (
+with lengths as (
+    select coalesce(array_agg(l.length), '{{}}') as known, coalesce(max(l.length), 0) as top
+    from document_reference_lengths l where l.tenant_id = $1),
+glued as (
+    select v from unnest($2::text[]) v
+    where length(v) = any((select known from lengths)::int[])),
+edits as (
+    select v from unnest($3::text[]) v
+    where length(v) = any((select known from lengths)::int[])
+       or length(v) + 1 = any((select known from lengths)::int[])),
+cut as (select f from unnest($4::text[]) f where length(f) < (select top from lengths)),
+ids as (
+    {_probe("number_norm", "glued")}
+    union {_probe("order_number_norm", "glued")}
+    union select x.id from edits k(v) cross join lateral (
         select d.id from document_keys dk join documents d on d.id = dk.document_id {_OPEN}
         where dk.tenant_id = $1 and dk.key = k.v order by dk.document_id limit {_PER_KEY}) x
-    union select x.id from unnest($4::text[]) as q(f) cross join lateral (
+    union select x.id from cut q(f) cross join lateral (
         select d.id from documents d
         where d.tenant_id = $1 {_OPEN}
           and d.number_norm ~>=~ q.f and d.number_norm ~<~ (q.f || chr(1114111))
         order by d.number_norm limit $7) x
-    union select x.id from unnest($4::text[]) as q(f) cross join lateral (
+    union select x.id from cut q(f) cross join lateral (
         select d.id from documents d
         where d.tenant_id = $1 {_OPEN}
           and reverse(d.number_norm) ~>=~ reverse(q.f)

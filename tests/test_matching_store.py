@@ -1,0 +1,102 @@
+"""The store's candidate queries: through PostgreSQL, decisions equal the pure matcher's
+over every open document (the queries may fetch more, never less)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+
+from service.actions.matching import decide_batch, open_document
+from service.domain.matcher import MatchConfig, decide, default_config
+from service.domain.models import Payment
+from service.domain.records import check_document, check_partner
+from service.store import documents as documents_store
+from service.store import partners as partners_store
+
+from .conftest import MakeTenant
+
+# Numbers, order numbers and symbols of many lengths, so that near misses of each kind
+# (typo, swap, missing or extra character, glued, truncated) meet lengths that exist and
+# lengths that do not.
+_DOCUMENTS = [
+    ("INVOICE", "E-2026-0123", "1000", {}),
+    ("INVOICE", "E-2026-0132", "1000", {}),
+    ("INVOICE", "INV7731", "250", {"variable_symbol": "20260042"}),
+    ("PROFORMA", "2026/PROFORMA/00012", "999", {"specific_symbol": "7788"}),
+    ("ORDER", "OBJ-55", "120", {"order_number": "WEB-100234"}),
+    ("INVOICE", "FA2026000451", "300", {"partner": "ACME"}),
+    ("INVOICE", "FA2026000452", "300", {"partner": "ACME"}),
+    ("INVOICE", "X1", "10", {}),
+]
+_TEXTS = [
+    "E-2026-0123",
+    "E-2026-0213 koszonom",  # swapped digits
+    "E-2026-012",  # truncated
+    "E-2026-01 es 2026-0132",  # truncated by more: the start, the end
+    "FA20260004",
+    "E-2026-01234",  # one extra
+    "szamla E-2026-0132befizetes",  # glued
+    "INV7713",  # swapped
+    "INV773",  # one missing
+    "platba 2026/PROFORMA/00021",
+    "WEB-100243 objednavka",
+    "WEB100234",
+    "FA202600045",  # truncated, two candidates
+    "FA2026000415",
+    "payment for X2",
+    "telefon 36301234567 datum 2026.11.20",
+    "nothing here",
+]
+
+
+async def test_database_candidates_decide_as_every_open_document(
+    pool: asyncpg.Pool, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    async with pool.acquire() as conn:
+        partner = check_partner(
+            0, {"external_id": "acme", "name": "Acme Kft.", "identifier": "ACME"}
+        )
+        assert isinstance(partner, dict)
+        [stored_partner] = await partners_store.upsert_many(conn, tenant.id, [partner])
+        rows = []
+        for i, (kind, number, total, extra) in enumerate(_DOCUMENTS):
+            checked = check_document(
+                i,
+                {"kind": kind, "number": number, "total": total, "currency": "HUF"}
+                | {k: v for k, v in extra.items() if k != "partner"},
+            )
+            assert isinstance(checked, dict)
+            checked.pop("partner_external_id")
+            checked["partner_id"] = stored_partner["id"] if "partner" in extra else None
+            rows.append(checked)
+        await documents_store.upsert_many(conn, tenant.id, rows)
+        every = [
+            open_document(r)
+            for r in await conn.fetch(
+                "select d.*, p.identifier as partner_identifier, p.name as partner_name"
+                " from documents d left join partners p on p.id = d.partner_id"
+                " where d.tenant_id = $1",
+                tenant.id,
+            )
+        ]
+        payments = [
+            Payment(amount=Decimal(amount), currency="HUF", remittance_information=text)
+            for text in _TEXTS
+            for amount in ("1000", "300", "7")
+        ]
+        payments += [
+            Payment(amount=Decimal("250"), currency="HUF", variable_symbol=vs)
+            for vs in ("20260042", "20260024", "2026004", "202600421", "42")
+        ]
+        payments += [
+            Payment(amount=Decimal("999"), currency="HUF", specific_symbol="7878"),
+            Payment(amount=Decimal("300"), currency="HUF", counterparty_name="ACME KFT."),
+        ]
+        configs: list[MatchConfig] = [MatchConfig(), default_config("FIO")]
+        for config in configs:
+            for payment in payments:
+                # One payment per batch: nothing earlier in the batch changes what is open.
+                [through_database] = await decide_batch(conn, tenant.id, [(payment, config)])
+                assert through_database == decide(payment, every, config), payment
