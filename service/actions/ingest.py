@@ -7,7 +7,7 @@ keeps the whole batch (matched, with its events) or none of it, and a retry is d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from asyncpg import Connection, Pool, Record, UniqueViolationError
@@ -124,11 +124,19 @@ async def _store(
             if not len(prepared) % _YIELD:
                 await asyncio.sleep(0)
             prepared[pid] = _Prepared(r, config)
+        # The exact candidates go out right behind the reservation, for every payment: one
+        # found stored already only brings documents nobody asks for.
+        lookups = [p.lookup for p in prepared.values()]
+        candidates = lane.run(
+            lambda: matching_store.candidates(conn, tenant_id, lookups, near=False)
+        )
         reserved = await reserving
         fresh = [p for pid, p in prepared.items() if pid not in reserved.known]
         if not fresh:
             return [], MatchOutcome()
-        return await _store_fresh(conn, tenant_id, connection_id, config, fresh, reserved, lane)
+        return await _store_fresh(
+            conn, tenant_id, connection_id, config, fresh, reserved, lane, candidates
+        )
     finally:
         await lane.settle()
 
@@ -152,6 +160,7 @@ async def _store_fresh(
     fresh: list[_Prepared],
     reserved: transactions_store.Reservation,
     lane: Lane,
+    candidates: Awaitable[list[Record]],
 ) -> tuple[list[dict[str, Any]], MatchOutcome]:
     """Decide, store and book payments not stored yet, overlapping Python and PostgreSQL.
 
@@ -166,6 +175,7 @@ async def _store_fresh(
         tenant_id,
         [(p.payment, config) for p in fresh],
         exact=[p.lookup for p in fresh],
+        exact_fetched=candidates,
         lane=lane,
         # Announced first, in input order (the ids are known): the rows follow in chunks
         # in the order their decisions become final.

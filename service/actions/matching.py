@@ -47,11 +47,13 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-# The first pass hands on its decisions at least this often (as soon as the connection is
-# idle, on a lane). Queued statements need the event loop for each round trip: long
-# stretches of Python let it run every this many items.
+# The first pass hands on its decisions at least every _CHUNK payments, and as soon as the
+# connection is idle (on a lane) once it has _MIN_CHUNK: fewer cost more in statements than
+# the overlap gains. Queued statements need the event loop for each round trip: long
+# stretches of Python let it run every _YIELD items.
 _CHUNK = 256
-_YIELD = 3
+_MIN_CHUNK = 32
+_YIELD = 8
 
 _KINDS = {k.value: k for k in DocumentKind}
 _DOCUMENT_EVENT = {
@@ -180,6 +182,7 @@ async def decide_batch(
     payments: Sequence[tuple[Payment, MatchConfig]],
     *,
     exact: Sequence[Lookup] | None = None,
+    exact_fetched: Awaitable[list[Record]] | None = None,
     lane: Lane | None = None,
     meanwhile: Callable[[], Awaitable[object]] | None = None,
     on_decided: Callable[[list[tuple[int, Decision]]], None] | None = None,
@@ -197,7 +200,9 @@ async def decide_batch(
     candidates are indexed; the near-miss query for payments that no exact key can hit runs
     while the first pass decides the rest. `on_decided` gets (position, decision) pairs as
     soon as they are final, each once, so the caller can queue their writes meanwhile.
-    `exact` is each payment's `lookup_for(..., near_misses=False)` if the caller has it.
+    `exact` is each payment's `lookup_for(..., near_misses=False)` if the caller has it;
+    `exact_fetched` the candidates for them if the caller fetches those already (for these
+    lookups or more).
     """
 
     def query(lookups: Sequence[Lookup], near: bool) -> Awaitable[list[Record]]:
@@ -208,7 +213,7 @@ async def decide_batch(
 
     if exact is None:
         exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
-    exact_fetch = query(exact, False)
+    exact_fetch = query(exact, False) if exact_fetched is None else exact_fetched
     if lane is not None and meanwhile is not None:
         lane.run(meanwhile)
     found = await exact_fetch
@@ -267,7 +272,7 @@ async def decide_batch(
             # Hand over what is final whenever the database has nothing left to do: the
             # writes keep it busy while the rest is decided, in as few statements as that
             # allows.
-            if final and (lane.idle or len(final) >= _CHUNK):
+            if len(final) >= _CHUNK or (len(final) >= _MIN_CHUNK and lane.idle):
                 on_decided(final)
                 final = []
             await asyncio.sleep(0)
