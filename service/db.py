@@ -62,7 +62,12 @@ def dumps(value: object) -> str:
 _JSONB_VERSION = b"\x01"
 
 
+_EMPTY_LIST = _JSONB_VERSION + b"[]"
+
+
 def _encode_jsonb(value: object) -> bytes:
+    if value == []:  # most payments' suggestions
+        return _EMPTY_LIST
     return _JSONB_VERSION + dumps(value).encode()
 
 
