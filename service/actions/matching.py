@@ -52,7 +52,7 @@ _T = TypeVar("_T")
 # the overlap gains. Queued statements need the event loop for each round trip: long
 # stretches of Python let it run every _YIELD items.
 _CHUNK = 256
-_MIN_CHUNK = 32
+_MIN_CHUNK = 64
 _YIELD = 8
 
 _KINDS = {k.value: k for k in DocumentKind}
