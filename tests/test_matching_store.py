@@ -9,9 +9,10 @@ import asyncpg
 
 from service.actions.matching import decide_batch, open_document
 from service.domain.matcher import MatchConfig, decide, default_config
-from service.domain.models import Payment
+from service.domain.models import DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner
 from service.store import documents as documents_store
+from service.store import matching as matching_store
 from service.store import partners as partners_store
 
 from .conftest import MakeTenant
@@ -28,6 +29,13 @@ _DOCUMENTS = [
     ("INVOICE", "FA2026000451", "300", {"partner": "ACME"}),
     ("INVOICE", "FA2026000452", "300", {"partner": "ACME"}),
     ("INVOICE", "X1", "10", {}),
+    # Stored as given, normalized for matching: lower case, a trailing dot, padding.
+    (
+        "INVOICE",
+        "inv-2026/77.",
+        "45",
+        {"payment_key": " pk-9 ", "constant_symbol": "0308", "variable_symbol": "000777"},
+    ),
 ]
 _TEXTS = [
     "E-2026-0123",
@@ -72,15 +80,43 @@ async def test_database_candidates_decide_as_every_open_document(
             checked["partner_id"] = stored_partner["id"] if "partner" in extra else None
             rows.append(checked)
         await documents_store.upsert_many(conn, tenant.id, rows)
+        # Built here with the normalizing constructor; the store's rows are restored with
+        # their stored normalized references (and must compare equal, derived fields too).
         every = [
-            open_document(r)
+            OpenDocument(
+                id=r["id"],
+                seq=r["id"],
+                kind=DocumentKind(r["kind"]),
+                number=r["number"],
+                total=r["total"],
+                paid=r["paid_amount"],
+                currency=r["currency"],
+                order_number=r["order_number"],
+                recurring_order_number=r["recurring_order_number"],
+                variable_symbol=r["variable_symbol"],
+                specific_symbol=r["specific_symbol"],
+                constant_symbol=r["constant_symbol"],
+                payment_key=r["payment_key"],
+                partner_id=r["partner_id"],
+                partner_identifier=r["identifier"],
+                partner_name=r["name"],
+                issue_date=r["issue_date"],
+            )
             for r in await conn.fetch(
-                "select d.*, p.identifier as partner_identifier, p.name as partner_name"
+                "select d.*, p.identifier, p.name"
                 " from documents d left join partners p on p.id = d.partner_id"
-                " where d.tenant_id = $1",
+                " where d.tenant_id = $1 order by d.id",
                 tenant.id,
             )
         ]
+        restored = [
+            open_document(r)
+            for r in await matching_store.open_documents(conn, tenant.id, [d.id for d in every])
+        ]
+        assert sorted(restored, key=lambda d: d.id) == every
+        for mine, theirs in zip(sorted(restored, key=lambda d: d.id), every, strict=True):
+            for name in OpenDocument.__slots__:
+                assert getattr(mine, name) == getattr(theirs, name), name
         payments = [
             Payment(amount=Decimal(amount), currency="HUF", remittance_information=text)
             for text in _TEXTS

@@ -55,7 +55,6 @@ _CHUNK = 256
 _MIN_CHUNK = 64
 _YIELD = 8
 
-_KINDS = {k.value: k for k in DocumentKind}
 _DOCUMENT_EVENT = {
     PaymentState.PAID: "DOCUMENT_PAID",
     PaymentState.PARTIALLY_PAID: "DOCUMENT_PARTIALLY_PAID",
@@ -138,25 +137,8 @@ def payment_of(row: Mapping[str, Any]) -> Payment:
 
 
 def open_document(row: Mapping[str, Any]) -> OpenDocument:
-    return OpenDocument(
-        id=row["id"],
-        seq=row["id"],
-        kind=_KINDS[row["kind"]],
-        number=row["number"],
-        total=row["total"],
-        paid=row["paid_amount"],
-        currency=row["currency"].strip(),
-        order_number=row["order_number"],
-        recurring_order_number=row["recurring_order_number"],
-        variable_symbol=row["variable_symbol"],
-        specific_symbol=row["specific_symbol"],
-        constant_symbol=row["constant_symbol"],
-        payment_key=row["payment_key"],
-        partner_id=row["partner_id"],
-        partner_identifier=row["partner_identifier"],
-        partner_name=row["partner_name"],
-        issue_date=row["issue_date"],
-    )
+    """A candidate row of `matching_store` as the matcher's document."""
+    return OpenDocument.restore(row)
 
 
 def document_events(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from .references import normalize_name, normalize_reference, normalize_symbol
 
@@ -133,6 +135,23 @@ class OpenDocument:
         derive(self, "partner_name_norm", None if name is None else normalize_name(name))
         derive(self, "outstanding", self.total - self.paid)
 
+    @classmethod
+    def restore(cls, stored: Mapping[str, Any]) -> OpenDocument:
+        """A document as a store keeps it, without normalizing its references again.
+
+        `stored` has every field by name, `kind` as its value, and the references'
+        normalized forms (`number_norm`, `order_number_norm`, `variable_symbol_norm`,
+        `specific_symbol_norm`, `payment_key_norm`, `partner_identifier_norm`,
+        `partner_name_norm`) as this module's functions made them when it was stored.
+        """
+        doc = _blank(cls)
+        for name, put in _RESTORED:
+            put(doc, stored[name])
+        _set(doc, "kind", _KINDS[stored["kind"]])
+        _set(doc, "constant_symbol_norm", _symbol(stored["constant_symbol"]))
+        _set(doc, "outstanding", stored["total"] - stored["paid"])
+        return doc
+
     def with_paid(self, paid: Decimal) -> OpenDocument:
         """This document with another paid amount (its references are not normalized again)."""
         copy = _blank(OpenDocument)
@@ -148,6 +167,13 @@ _SLOTS = tuple(
     (OpenDocument.__dict__[name].__get__, OpenDocument.__dict__[name].__set__)
     for name in OpenDocument.__slots__
 )
+# What `restore` takes as stored: everything but what it converts or derives.
+_RESTORED = tuple(
+    (name, OpenDocument.__dict__[name].__set__)
+    for name in OpenDocument.__slots__
+    if name not in ("kind", "constant_symbol_norm", "outstanding")
+)
+_KINDS = {k.value: k for k in DocumentKind}
 _blank = object.__new__
 _set = object.__setattr__  # the class is frozen
 

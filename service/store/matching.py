@@ -11,11 +11,16 @@ from ..domain.matcher import Lookup
 
 __all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
 
+# Every field of the matcher's OpenDocument by name (see OpenDocument.restore), the
+# references' normalized forms as stored with them included.
 _SELECT = """
-select d.id, d.kind, d.number, d.total, d.paid_amount, d.currency, d.order_number,
-       d.recurring_order_number, d.variable_symbol, d.specific_symbol, d.constant_symbol,
-       d.payment_key, d.partner_id, d.issue_date, p.identifier as partner_identifier,
-       p.name as partner_name
+select d.id, d.id as seq, d.kind, d.number, d.total, d.paid_amount, d.paid_amount as paid,
+       d.currency::text as currency, d.order_number, d.recurring_order_number,
+       d.variable_symbol, d.specific_symbol, d.constant_symbol, d.payment_key, d.partner_id,
+       d.issue_date, p.identifier as partner_identifier, p.name as partner_name,
+       d.number_norm, d.order_number_norm, d.variable_symbol_norm, d.specific_symbol_norm,
+       d.payment_key_norm, p.identifier_norm as partner_identifier_norm,
+       p.name_norm as partner_name_norm
 from documents d left join partners p on p.id = d.partner_id
 """
 
