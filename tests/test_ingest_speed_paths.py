@@ -330,6 +330,50 @@ async def test_the_lane_changes_no_decision(pool: asyncpg.Pool, setup: Setup) ->
     assert plain[0].state.value == "MATCHED" and plain[1].state.value != "MATCHED"
 
 
+async def test_the_lane_changes_no_decision_in_a_batch_long_enough_to_hand_over_chunks(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    # Enough decisions for chunks to be handed over (and the near-miss fetch to go out
+    # behind the first) before the batch is through.
+    tenant_id, connection = await setup({f"K-2026-{i:04d}": str(100 + i) for i in range(300)})
+    rows = []
+    for i in range(400):
+        n = i % 300
+        kind = i % 10
+        if kind < 7:
+            text = f"K-2026-{n:04d}"  # exact; a second payment finds it paid
+        elif kind == 7:
+            text = f"K-2026-{n:04d}befizetes"  # glued
+        elif kind == 8:
+            text = f"K-2026-{n:04d}"[:-2] + f"{n:04d}"[::-1][:2]  # two digits swapped
+        else:
+            text = f"ref {i}"
+        rows.append(
+            {
+                "provider_transaction_id": f"k{i}",
+                "amount": str(100 + n),
+                "remittance_information": text,
+            }
+        )
+    records = _records(*rows)
+    config = config_of(connection)
+    payments = [(payment_of(r), config) for r in records]
+    async with pool.acquire() as conn, conn.transaction():
+        plain = await decide_batch(conn, tenant_id, payments)
+        lane = Lane()
+        chunks: list[int] = []
+        try:
+            queued = await decide_batch(
+                conn, tenant_id, payments, lane=lane, on_decided=lambda f: chunks.append(len(f))
+            )
+        finally:
+            await lane.settle()
+    assert queued == plain
+    assert sum(chunks) == len(records) and len(chunks) > 2, chunks
+    states = {d.state.value for d in plain}
+    assert states == {"MATCHED", "SUGGESTED", "UNMATCHED"}
+
+
 async def test_an_ingest_waits_for_a_locked_connection_before_the_event_lock(
     pool: asyncpg.Pool, setup: Setup, database_url: str
 ) -> None:

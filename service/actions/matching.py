@@ -210,22 +210,29 @@ async def decide_batch(
     # Each payment's candidates as the batch starts; what earlier payments paid in full is
     # dropped (and paid amounts refreshed) when its turn comes.
     reach = [first.candidates(lookup) for lookup in exact]
-    # Payments no exact key reaches end unmatched whatever the batch does before them: fetch
-    # their near-miss candidates now, in the background, while the rest are decided.
+    decisions: list[Decision | None] = []
+    pending: list[tuple[int, Lookup]] = []
+    final: list[tuple[int, Decision]] = []
+    # Payments no exact key reaches end unmatched whatever the batch does before them: their
+    # near-miss candidates are fetched in the background while the rest are decided, queued
+    # behind the first writes (the database has those to do while the keys are worked out).
     early: dict[int, Lookup] = {}
     early_fetch: Awaitable[list[Record]] | None = None
-    if lane is not None:
+    early_sent = lane is None
+
+    async def fetch_early() -> None:
+        nonlocal early_fetch, early_sent
+        early_sent = True
+        seen = dict(pending)
         for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
             if not docs and payment.amount > 0:
-                early[position] = lookup_for(payment, cfg)
+                early[position] = seen.get(position) or lookup_for(payment, cfg)
                 if not len(early) % _YIELD:
                     await asyncio.sleep(0)
         if early:
             early_fetch = query(list(early.values()), True)
-            await asyncio.sleep(0)  # send it before deciding
-    decisions: list[Decision | None] = []
-    pending: list[tuple[int, Lookup]] = []
-    final: list[tuple[int, Decision]] = []
+            await asyncio.sleep(0)  # send it
+
     for position, ((payment, cfg), docs, refs) in enumerate(
         zip(payments, reach, exact, strict=True)
     ):
@@ -257,6 +264,8 @@ async def decide_batch(
             if len(final) >= _CHUNK or (len(final) >= _MIN_CHUNK and lane.idle):
                 on_decided(final)
                 final = []
+                if not early_sent:
+                    await fetch_early()
             await asyncio.sleep(0)
     # Payments that turned out to hit nothing after all: their near-miss query goes ahead
     # of the writes for the last decisions.
