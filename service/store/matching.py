@@ -14,7 +14,7 @@ __all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
 # Every field of the matcher's OpenDocument by name (see OpenDocument.restore), the
 # references' normalized forms as stored with them included.
 _SELECT = """
-select d.id, d.id as seq, d.kind, d.number, d.total, d.paid_amount, d.paid_amount as paid,
+select d.id, d.id as seq, d.kind, d.number, d.total, d.paid_amount as paid,
        d.currency::text as currency, d.order_number, d.recurring_order_number,
        d.variable_symbol, d.specific_symbol, d.constant_symbol, d.payment_key, d.partner_id,
        d.issue_date, p.identifier as partner_identifier, p.name as partner_name,
