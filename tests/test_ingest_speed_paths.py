@@ -309,25 +309,37 @@ async def test_the_lane_changes_no_decision(pool: asyncpg.Pool, setup: Setup) ->
         {"provider_transaction_id": "7", "amount": "-9", "remittance_information": "L-3"},
         {"provider_transaction_id": "8", "amount": "300", "remittance_information": "L-3"},
     )
+    plain, queued, chunks = await _with_and_without_lane(pool, tenant_id, connection, records)
+    assert queued == plain
+    assert sorted(p for chunk in chunks for p in chunk) == list(range(len(records)))
+    assert plain[0].state.value == "MATCHED" and plain[1].state.value != "MATCHED"
+
+
+async def _with_and_without_lane(
+    pool: asyncpg.Pool,
+    tenant_id: int,
+    connection: asyncpg.Record,
+    records: list[dict[str, Any]],
+) -> tuple[list[Any], list[Any], list[list[int]]]:
+    """The batch's decisions without a lane and with one, and the positions of each chunk
+    the lane's run handed over."""
     config = config_of(connection)
     payments = [(payment_of(r), config) for r in records]
+    chunks: list[list[int]] = []
     async with pool.acquire() as conn, conn.transaction():
         plain = await decide_batch(conn, tenant_id, payments)
         lane = Lane()
-        seen: list[int] = []
         try:
             queued = await decide_batch(
                 conn,
                 tenant_id,
                 payments,
                 lane=lane,
-                on_decided=lambda final: seen.extend(p for p, _ in final),
+                on_decided=lambda final: chunks.append([p for p, _ in final]),
             )
         finally:
             await lane.settle()
-    assert queued == plain
-    assert sorted(seen) == list(range(len(records)))
-    assert plain[0].state.value == "MATCHED" and plain[1].state.value != "MATCHED"
+    return plain, queued, chunks
 
 
 async def test_the_lane_changes_no_decision_in_a_batch_long_enough_to_hand_over_chunks(
@@ -356,20 +368,9 @@ async def test_the_lane_changes_no_decision_in_a_batch_long_enough_to_hand_over_
             }
         )
     records = _records(*rows)
-    config = config_of(connection)
-    payments = [(payment_of(r), config) for r in records]
-    async with pool.acquire() as conn, conn.transaction():
-        plain = await decide_batch(conn, tenant_id, payments)
-        lane = Lane()
-        chunks: list[int] = []
-        try:
-            queued = await decide_batch(
-                conn, tenant_id, payments, lane=lane, on_decided=lambda f: chunks.append(len(f))
-            )
-        finally:
-            await lane.settle()
+    plain, queued, chunks = await _with_and_without_lane(pool, tenant_id, connection, records)
     assert queued == plain
-    assert sum(chunks) == len(records) and len(chunks) > 2, chunks
+    assert sum(map(len, chunks)) == len(records) and len(chunks) > 2, list(map(len, chunks))
     states = {d.state.value for d in plain}
     assert states == {"MATCHED", "SUGGESTED", "UNMATCHED"}
 
