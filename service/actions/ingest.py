@@ -189,9 +189,9 @@ class _Writer:
     """Queues the writes for payments as their decisions become final.
 
     PAYMENT_RECEIVED for the whole batch goes first. Each chunk of decided payments is then
-    copied in with its allocations. When every chunk is in, the paid state of the documents
-    they touched is recomputed, and PAYMENT_MATCHED and the documents' events (for their
-    final state) follow: the events keep the order and the count they had when the batch
+    copied in with its allocations, and the paid state of the documents they touch is
+    recomputed. PAYMENT_MATCHED and the documents' events (for their final state) follow
+    when every chunk is in: the events keep the order and the count they had when the batch
     was written in one go.
     """
 
@@ -213,7 +213,8 @@ class _Writer:
         self._lane = lane
         self._decided: dict[int, Decision] = {}  # by payment id
         self._stored: list[dict[str, Any]] = []
-        self._touched: dict[int, None] = {}  # documents the batch allocated to
+        # Documents whose paid state moved, as last recomputed.
+        self._documents: dict[int, Record] = {}
 
     async def received(self) -> None:
         await events_store.append_many(
@@ -258,24 +259,18 @@ class _Writer:
                 allocations.extend(allocation_rows(row, decision))
         if allocations:
             await allocations_store.copy_many(conn, tenant_id, allocations)
-            self._touched.update(dict.fromkeys(a["document_id"] for a in allocations))
+            touched = [a["document_id"] for a in allocations]
+            for doc in await matching_store.recompute_paid(conn, tenant_id, touched, brief=True):
+                self._documents[doc["id"]] = doc
 
     async def finish(self) -> tuple[list[dict[str, Any]], MatchOutcome]:
         await self._lane.drain()
-        # The documents' paid state, once for the whole batch (one statement).
-        documents = (
-            await matching_store.recompute_paid(
-                self._conn, self._tenant_id, list(self._touched), brief=True
-            )
-            if self._touched
-            else []
-        )
         by_id = {row["id"]: row for row in self._stored}
         new = [by_id[i] for i in self._ids if i in by_id]
         outcome = MatchOutcome(
             decisions={r["id"]: self._decided[r["id"]] for r in new},
             rows=list(new),
-            documents=documents,
+            documents=list(self._documents.values()),
         )
         events: list[dict[str, Any]] = []
         touched_by: dict[int, int] = {}  # document -> the last payment that paid it
