@@ -49,9 +49,11 @@ __all__ = [
 _T = TypeVar("_T")
 # The first pass hands on its decisions at least every _CHUNK payments, and as soon as the
 # connection is idle (on a lane) once it has _MIN_CHUNK: fewer cost more in statements than
-# the overlap gains. Queued statements need the event loop for each round trip: long
+# the overlap gains. The first chunk goes at _FIRST_CHUNK, since the database has nothing
+# else to do until then. Queued statements need the event loop for each round trip: long
 # stretches of Python let it run every _YIELD items.
 _CHUNK = 256
+_FIRST_CHUNK = 16
 _MIN_CHUNK = 64
 _YIELD = 8
 
@@ -219,6 +221,7 @@ async def decide_batch(
     early: dict[int, Lookup] = {}
     early_fetch: Awaitable[list[Record]] | None = None
     early_sent = lane is None
+    handed = 0  # decisions handed over so far
 
     async def fetch_early() -> None:
         nonlocal early_fetch, early_sent
@@ -261,10 +264,12 @@ async def decide_batch(
             # Hand over what is final whenever the database has nothing left to do: the
             # writes keep it busy while the rest is decided, in as few statements as that
             # allows.
-            if len(final) >= _CHUNK or (len(final) >= _MIN_CHUNK and lane.idle):
+            least = _MIN_CHUNK if handed else _FIRST_CHUNK
+            if len(final) >= _CHUNK or (len(final) >= least and lane.idle):
                 on_decided(final)
+                handed += len(final)
                 final = []
-                if not early_sent:
+                if not early_sent and handed >= _MIN_CHUNK:
                     await fetch_early()
             await asyncio.sleep(0)
     # Payments that turned out to hit nothing after all: their near-miss query goes ahead
