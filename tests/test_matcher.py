@@ -758,3 +758,21 @@ def test_decide_extends_an_exact_lookup_it_is_given() -> None:
         == decide(payment, docs, BROAD, lookup_for(payment, BROAD))
     )
     assert given.state is MatchState.SUGGESTED
+
+
+@pytest.mark.parametrize("base", [1, 2**60])  # 2**60: codes too large to pack into an array
+def test_index_one_edit_keys_shared_by_many_documents_survive_removal(base: int) -> None:
+    """Neighbours share one-edit keys (packed together); whole values share them too."""
+    docs = [doc(base + n, f"E-{n}", "100") for n in (123, 124, 125, 12, 1234)]
+    index = DocumentIndex(docs)
+    payment = pay("100", "szamla E-126")  # a typo of E-123/124/125, one too many for E-12
+    assert index.match(payment, BROAD) == decide(payment, docs, BROAD)
+    assert len(index.match(payment, BROAD).suggestions) == 4
+    for gone in (docs[0], docs[3]):
+        index.remove(gone.id)
+    left = [d for d in docs if d.id in index]
+    assert index.match(payment, BROAD) == decide(payment, left, BROAD)
+    assert {s.document_id for s in index.match(payment, BROAD).suggestions} == {
+        base + 124,
+        base + 125,
+    }

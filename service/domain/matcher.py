@@ -506,6 +506,9 @@ def _merge(a: Iterable[OpenDocument], b: Iterable[OpenDocument]) -> list[OpenDoc
     return sorted(merged.values(), key=_order_key)
 
 
+_ROUNDED: dict[float, float] = {}
+
+
 class _Suggestions:
     """Collects suggestions; per document the most confident reason wins."""
 
@@ -522,13 +525,21 @@ class _Suggestions:
         if amount_bonus and doc.outstanding == self.amount:
             confidence += _AMOUNT_BONUS
             reason += "; its outstanding amount equals the payment"
-        confidence = round(min(confidence, 0.95), 2)
+        rounded = _ROUNDED.get(confidence)
+        if rounded is None:
+            # round() of a float formats it: costly per suggestion, and confidences come
+            # from a handful of constants, so the memo stays tiny.
+            rounded = _ROUNDED[confidence] = round(min(confidence, 0.95), 2)
+        confidence = rounded
         current = self.best.get(doc.id)
         # Ties keep the first reason added: callers add in a fixed order, so this is stable.
         if current is None or confidence > current[1]:
             self.best[doc.id] = ((-confidence, doc.seq, doc.id), confidence, reason)
 
     def result(self) -> tuple[Suggestion, ...]:
+        if len(self.best) == 1:  # the usual near miss: nothing to rank
+            for key, confidence, reason in self.best.values():
+                return (_suggestion(key[2], confidence, reason),)
         ranked = sorted(self.best.values())[:MAX_SUGGESTIONS]
         return tuple(_suggestion(key[2], confidence, reason) for key, confidence, reason in ranked)
 
