@@ -18,6 +18,7 @@ from service.store import allocations as allocations_store
 from service.store import connections as connections_store
 from service.store import documents as documents_store
 from service.store import events as events_store
+from service.store import params
 from service.store import transactions as transactions_store
 
 from .conftest import GQL, MakeTenant
@@ -428,3 +429,37 @@ async def test_jsonb_goes_both_ways_in_binary(pool: asyncpg.Pool) -> None:
         assert await conn.fetchval("""select '{"a": [1, "x"]}'::jsonb""") == {"a": [1, "x"]}
         # json (not jsonb) stays text
         assert await conn.fetchval("select $1::json", [1, "x"]) == [1, "x"]
+
+
+ODD = ['a"b', "c\\d", "e,f", "{g}", "h i", "ő ű 🙂", "NULL", "", "[1]", "\t"]
+
+
+async def test_list_parameters_arrive_as_sent(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        for values in (ODD, [], ["x"]):
+            sent = await conn.fetchval(
+                "select array(select json_array_elements_text($1::text::json))",
+                params.text_list(values),
+            )
+            assert sent == values
+        for ids in ([], [7], [1, 2**62, 3]):
+            sent = await conn.fetchval(
+                "select string_to_array($1, ',')::bigint[]", params.id_list(ids)
+            )
+            assert sent == ids
+
+
+async def test_provider_ids_with_quotes_commas_and_backslashes_are_known_again(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    """Each id reaches the duplicate check as sent: the second ingest stores nothing."""
+    tid, connection = await setup({"E-2026-0001": "100"})
+    odd = [pid for pid in ODD if pid.strip()]
+    records = _records(*({"provider_transaction_id": p, "amount": "5"} for p in odd))
+    first, _ = await _ingest(pool, tid, connection, records)
+    assert sorted(r["provider_transaction_id"] for r in first) == sorted(odd)
+    again, _ = await _ingest(pool, tid, connection, records)
+    assert again == []
+    async with pool.acquire() as conn:
+        found = await transactions_store.by_provider_ids(conn, tid, connection["id"], odd)
+    assert sorted(r["provider_transaction_id"] for r in found) == sorted(odd)

@@ -334,14 +334,17 @@ class DocumentIndex:
         return doc
 
     def update_paid(self, doc_id: int, paid: Decimal) -> OpenDocument | None:
-        """Set a document's paid amount; it leaves the index once fully paid."""
+        """Set a document's paid amount; it leaves the index once fully paid.
+
+        Returns the document as it stays indexed, or None once it has left (or was not here).
+        """
         doc = self._docs.get(doc_id)
         if doc is None:
             return None
-        updated = doc.with_paid(paid)
-        if updated.paid >= updated.total:
+        if paid >= doc.total:  # the usual case: no copy for a document that leaves
             self.remove(doc_id)
-            return updated
+            return None
+        updated = doc.with_paid(paid)
         payer = doc.partner_name_norm
         if payer is not None and self._near:
             # Only the payer-amount key depends on what is paid.

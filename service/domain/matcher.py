@@ -432,8 +432,13 @@ def _doc(doc: OpenDocument) -> str:
     return f"{_KIND_WORDS[doc.kind][0]} {doc.number}"
 
 
+# Iterating an Enum class runs a generator in Python: the fixed orders are kept as tuples.
+_KIND_ORDER = tuple(DocumentKind)
+_KEY_ORDER = tuple(MatchKey)
+
+
 def _kinds_phrase(kinds: frozenset[DocumentKind]) -> str:
-    words = [_KIND_WORDS[k][1] for k in DocumentKind if k in kinds]
+    words = [_KIND_WORDS[k][1] for k in _KIND_ORDER if k in kinds]
     if len(words) <= 1:
         return words[0] if words else "documents"
     return ", ".join(words[:-1]) + " or " + words[-1]
@@ -1238,7 +1243,7 @@ def _unmatched(payment: Payment, refs: Lookup, config: MatchConfig) -> str:
         "not matched: "
         + "; ".join(parts)
         + f" (this connection matches {kinds} by "
-        + (", ".join(_KEY_WORDS[k] for k in MatchKey if k in keys) + ")")
+        + (", ".join(_KEY_WORDS[k] for k in _KEY_ORDER if k in keys) + ")")
     )
 
 

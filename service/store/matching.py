@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
+from .params import id_list, text_list
 
 __all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
 
@@ -33,8 +33,12 @@ _PER_KEY = 200
 
 
 def _probe(column: str, keys: str) -> str:
-    """Documents whose `column` equals one of `keys`: a text[] parameter or a CTE of (v)."""
-    source = f"unnest({keys}::text[]) k(v)" if keys.startswith("$") else f"{keys} k(v)"
+    """Documents whose `column` equals one of `keys`: a `text_list` parameter or a CTE of (v)."""
+    source = (
+        f"json_array_elements_text({keys}::text::json) k(v)"
+        if keys.startswith("$")
+        else f"{keys} k(v)"
+    )
     # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
     return (
         f"select x.id from {source} cross join lateral ("
@@ -47,7 +51,7 @@ _EXACT = f"""
 with ids as (
     {_probe("number_norm", "$2")}
     union {_probe("order_number_norm", "$2")}
-    union select d.id from unnest($2::text[]) k(v)
+    union select d.id from json_array_elements_text($2::text::json) k(v)
         join partners p on p.tenant_id = $1 and p.identifier_norm = k.v
         join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
     union {_probe("variable_symbol_norm", "$3")}
@@ -68,13 +72,15 @@ with lengths as (
     select coalesce(array_agg(l.length), '{{}}') as known, coalesce(max(l.length), 0) as top
     from document_reference_lengths l where l.tenant_id = $1),
 glued as (
-    select v from unnest($2::text[]) v
+    select v from json_array_elements_text($2::text::json) v
     where length(v) = any((select known from lengths)::int[])),
 edits as (
-    select v from unnest($3::text[]) v
+    select v from json_array_elements_text($3::text::json) v
     where length(v) = any((select known from lengths)::int[])
        or length(v) + 1 = any((select known from lengths)::int[])),
-cut as (select f from unnest($4::text[]) f where length(f) < (select top from lengths)),
+cut as (
+    select f from json_array_elements_text($4::text::json) f
+    where length(f) < (select top from lengths)),
 ids as (
     {_probe("number_norm", "glued")}
     union {_probe("order_number_norm", "glued")}
@@ -92,7 +98,7 @@ ids as (
           and reverse(d.number_norm) ~>=~ reverse(q.f)
           and reverse(d.number_norm) ~<~ (reverse(q.f) || chr(1114111))
         order by reverse(d.number_norm) limit $7) x
-    union select d.id from unnest($5::text[]) k(v)
+    union select d.id from json_array_elements_text($5::text::json) k(v)
         join partners p on p.tenant_id = $1 and p.name_norm = k.v
         join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
         where d.total - d.paid_amount = any($6::numeric[]))
@@ -131,32 +137,35 @@ async def candidates(
     if not lookups:
         return []
     if not near:
-        args: list[Any] = [
+        keys = [
             _union_of(lk.tokens for lk in lookups),
             _union(lk.variable_symbol for lk in lookups),
             _union(lk.specific_symbol for lk in lookups),
             _union(lk.payment_key for lk in lookups),
         ]
-        if not any(args):
+        if not any(keys):
             return []
-        return list(await conn.fetch(_EXACT, tenant_id, *args))
-    args = [
+        return list(await conn.fetch(_EXACT, tenant_id, *map(text_list, keys)))
+    keys = [
         _union_of(lk.glued for lk in lookups),
         _union_of(lk.fuzzy for lk in lookups),
         _union_of(lk.prefixes for lk in lookups),
         _union(lk.counterparty_name for lk in lookups),
-        sorted({lk.amount for lk in lookups if lk.amount is not None and lk.counterparty_name}),
     ]
-    if not any(args):
+    amounts = sorted(
+        {lk.amount for lk in lookups if lk.amount is not None and lk.counterparty_name}
+    )
+    if not any(keys) and not amounts:
         return []
-    return list(await conn.fetch(_NEAR, tenant_id, *args, _PREFIX_FETCH))
+    args = [*map(text_list, keys), amounts, _PREFIX_FETCH]
+    return list(await conn.fetch(_NEAR, tenant_id, *args))
 
 
 # One probe of allocations_document per document (LATERAL). One scan over `document_id =
 # any(...)` was planned as a sequential scan of the whole young table, in every batch.
 _RECOMPUTE = """
 update documents d set paid_amount = s.paid, payment_count = s.payments, updated_at = now()
-from unnest($2::bigint[]) as k(id) cross join lateral (
+from unnest(string_to_array($2, ',')::bigint[]) as k(id) cross join lateral (
     select coalesce(sum(a.amount), 0) as paid, count(distinct a.transaction_id) as payments
     from allocations a
     where a.document_id = k.id and a.tenant_id = $1 and a.reversed_at is null) s
@@ -176,7 +185,8 @@ async def recompute_paid(
     returning = (
         "returning d.id, d.total, d.paid_amount, d.payment_count" if brief else "returning d.*"
     )
-    return list(await conn.fetch(_RECOMPUTE + returning, tenant_id, sorted(set(document_ids))))
+    ids = id_list(sorted(set(document_ids)))
+    return list(await conn.fetch(_RECOMPUTE + returning, tenant_id, ids))
 
 
 async def open_documents(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:

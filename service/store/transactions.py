@@ -12,6 +12,7 @@ from typing import Any
 from asyncpg import Connection, Record
 
 from .pagination import count_rows, fetch_page, like_escape
+from .params import text_list
 
 __all__ = [
     "Reservation",
@@ -46,7 +47,7 @@ _COLUMNS = [
 # One probe of the (connection, provider id) unique index per id. With the tenant inside
 # the probe, or with `= any(array)`, a young table's plan scanned the connection's rows.
 _BY_PROVIDER_ID = """
-from unnest($3::text[]) k(v) cross join lateral (
+from json_array_elements_text($3::text::json) k(v) cross join lateral (
     select * from transactions
     where connection_id = $2 and provider_transaction_id = k.v limit 1) x
 where x.tenant_id = $1
@@ -59,7 +60,7 @@ held as (select id from bank_connections where tenant_id = $1 and id = $2 for ke
 select array(select pid from known) as known,
        array(
            select nextval((select pg_get_serial_sequence('transactions', 'id')::regclass))
-           from generate_series(1, cardinality($3::text[]) - (select count(*) from known))
+           from generate_series(1, json_array_length($3::text::json) - (select count(*) from known))
        ) as ids,
        now() as now
 from held
@@ -91,7 +92,7 @@ async def reserve_new(
         _RESERVE,
         tenant_id,
         connection_id,
-        list(provider_ids),
+        text_list(provider_ids),
     )
     if row is None:
         raise LookupError(f"connection {connection_id} not found")
@@ -167,7 +168,7 @@ async def by_provider_ids(
 ) -> list[Record]:
     return list(
         await conn.fetch(
-            f"select x.* {_BY_PROVIDER_ID}", tenant_id, connection_id, list(provider_ids)
+            f"select x.* {_BY_PROVIDER_ID}", tenant_id, connection_id, text_list(provider_ids)
         )
     )
 
