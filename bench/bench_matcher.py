@@ -176,15 +176,24 @@ def make_payments(
             text = f"{rnd.choice(words)} {rnd.randrange(10**8, 10**9)}"
         payments.append(
             Payment(
-                amount=amount,
+                amount=Decimal(str(amount)),
                 currency=doc.currency,
-                remittance_information=text,
-                variable_symbol=vs,
-                payment_key=key,
-                counterparty_name=doc.partner_name,
+                remittance_information=_own(text),
+                variable_symbol=_own(vs),
+                payment_key=_own(key),
+                counterparty_name=_own(doc.partner_name),
             )
         )
     return payments
+
+
+def _own(value: str | None) -> str | None:
+    """A copy of a document's string for a payment, as a parsed statement holds its own.
+
+    Sharing the document's object would put the payment's fields wherever the document
+    lies in memory: with a million documents, a cache miss no real payment pays.
+    """
+    return None if value is None else value.encode().decode()
 
 
 def _timed(run: Callable[[], object], repeat: int) -> list[float]:
