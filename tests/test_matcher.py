@@ -776,3 +776,29 @@ def test_index_one_edit_keys_shared_by_many_documents_survive_removal(base: int)
         base + 124,
         base + 125,
     }
+
+
+def test_index_keys_of_different_kinds_share_one_entry_and_leave_it_one_by_one() -> None:
+    """One document's number is another's variable symbol and a third's order number; a
+    Czech number doubling as its own symbol counts once. Removing one leaves the others."""
+    docs = [
+        doc(1, "2026000123", "100", variable_symbol="2026000123"),
+        doc(2, "FV-7", "200", variable_symbol="2026000123"),
+        doc(3, "FV-8", "300", order_number="2026000123"),
+    ]
+    index = DocumentIndex(docs)
+    payments = [
+        pay("100", "faktura 2026000123"),
+        pay("200", None, variable_symbol="2026000123"),
+        pay("300", "obj 2026000123"),
+        pay("300", "obj 2026000124"),  # one edit from all three
+    ]
+    for gone in (None, 1, 2):
+        if gone is not None:
+            index.remove(gone)
+        left = [d for d in docs if d.id in index]
+        for payment in payments:
+            assert index.match(payment, BROAD) == decide(payment, left, BROAD)
+        assert {d.id for d in index.candidates(lookup_for(payments[1], BROAD))} == {
+            d.id for d in left
+        }

@@ -81,6 +81,20 @@ def _payer_hash(name: str, outstanding: Decimal) -> int:
     return hash((name, outstanding)) & _MASK
 
 
+def _exact_keys(doc: OpenDocument) -> set[str]:
+    """A document's exact keys, each once (a Czech number is often its variable symbol)."""
+    keys = {
+        doc.number_norm,
+        doc.order_number_norm,
+        doc.variable_symbol_norm,
+        doc.specific_symbol_norm,
+        doc.partner_identifier_norm,
+        doc.payment_key_norm,
+    }
+    keys.discard(None)
+    return keys  # type: ignore[return-value]
+
+
 def _post(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
     """Add a document to a key's posting; callers never add the same pair twice."""
     current = postings.get(key)
@@ -206,16 +220,11 @@ class DocumentIndex:
         "_deleted",
         "_docs",
         "_edit_lengths",
+        "_exact",
         "_forward",
-        "_key",
         "_lengths",
         "_near",
-        "_number",
-        "_order",
-        "_partner",
         "_payer",
-        "_ss",
-        "_vs",
     )
 
     def __init__(self, documents: Iterable[OpenDocument] = (), *, near_misses: bool = True) -> None:
@@ -223,12 +232,11 @@ class DocumentIndex:
         caller that answers exact lookups only (the one-edit keys are most of the cost)."""
         self._near = near_misses
         self._docs: dict[int, OpenDocument] = {}
-        self._number: dict[str, _Posting] = {}
-        self._order: dict[str, _Posting] = {}
-        self._partner: dict[str, _Posting] = {}
-        self._vs: dict[str, _Posting] = {}
-        self._ss: dict[str, _Posting] = {}
-        self._key: dict[str, _Posting] = {}
+        # Every exact key in one dict: number, order number, symbols, payment key, partner
+        # identifier. Candidates are a superset `decide` verifies, so which reference a key
+        # is does not matter here, and a token costs one probe rather than one per kind
+        # (each a cache miss once there are a million documents).
+        self._exact: dict[str, _Posting] = {}
         self._payer: dict[int, _Posting] = {}
         # One edit away: (document id, position) codes by the hash of a deletion or of a
         # whole value; see `_edit_keys`.
@@ -268,20 +276,8 @@ class DocumentIndex:
         self._docs[doc_id] = doc
         number, order = doc.number_norm, doc.order_number_norm
         vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
-        if number is not None:
-            _post(self._number, number, doc_id)
-        if order is not None:
-            _post(self._order, order, doc_id)
-        if vs is not None:
-            _post(self._vs, vs, doc_id)
-        if ss is not None:
-            _post(self._ss, ss, doc_id)
-        partner = doc.partner_identifier_norm
-        if partner is not None:
-            _post(self._partner, partner, doc_id)
-        key = doc.payment_key_norm
-        if key is not None:
-            _post(self._key, key, doc_id)
+        for ref in _exact_keys(doc):
+            _post(self._exact, ref, doc_id)
         if not self._near:
             return
         payer = doc.partner_name_norm
@@ -308,16 +304,8 @@ class DocumentIndex:
             return None
         number, order = doc.number_norm, doc.order_number_norm
         vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
-        for postings, value in (
-            (self._number, number),
-            (self._order, order),
-            (self._vs, vs),
-            (self._ss, ss),
-            (self._partner, doc.partner_identifier_norm),
-            (self._key, doc.payment_key_norm),
-        ):
-            if value is not None:
-                _unpost(postings, value, doc_id)
+        for ref in _exact_keys(doc):
+            _unpost(self._exact, ref, doc_id)
         if not self._near:
             return doc
         payer = doc.partner_name_norm
@@ -366,10 +354,14 @@ class DocumentIndex:
         self._backward.merge()
 
     def _rebuild_sorted(self) -> None:
-        self._lengths = sorted({len(k) for k in (*self._number, *self._order)})
-        keys = [
-            k for k in (*self._number, *self._order) if len(k) > MIN_NEAR_LENGTH and has_digit(k)
-        ]
+        numbers = {
+            v
+            for doc in self._docs.values()
+            for v in (doc.number_norm, doc.order_number_norm)
+            if v is not None
+        }
+        self._lengths = sorted({len(k) for k in numbers})
+        keys = [k for k in numbers if len(k) > MIN_NEAR_LENGTH and has_digit(k)]
         self._forward.rebuild(keys)
         self._backward.rebuild(k[::-1] for k in keys)
 
@@ -408,19 +400,18 @@ class DocumentIndex:
         """Documents that may match the lookup (a superset; `decide` verifies each)."""
         postings: list[_Posting] = []
         add = postings.append
+        exact = self._exact
         tokens = lookup.tokens
         if tokens:
-            # One set intersection per key (a loop in C): most tokens are words that name
-            # nothing. Candidate order is moot; `decide` sorts.
-            for postings_by_key in (self._number, self._order, self._partner):
-                for token in postings_by_key.keys() & tokens:
-                    add(postings_by_key[token])
-        if lookup.variable_symbol is not None and lookup.variable_symbol in self._vs:
-            add(self._vs[lookup.variable_symbol])
-        if lookup.specific_symbol is not None and lookup.specific_symbol in self._ss:
-            add(self._ss[lookup.specific_symbol])
-        if lookup.payment_key is not None and lookup.payment_key in self._key:
-            add(self._key[lookup.payment_key])
+            # One set intersection (a loop in C): most tokens are words that name nothing.
+            # Candidate order is moot; `decide` sorts.
+            for token in exact.keys() & tokens:
+                add(exact[token])
+        for value in (lookup.variable_symbol, lookup.specific_symbol, lookup.payment_key):
+            if value is not None:
+                posting = exact.get(value)
+                if posting is not None:
+                    add(posting)
         if lookup.near_misses:
             if not self._near:
                 raise ValueError("this index was built for exact lookups only")
@@ -440,23 +431,20 @@ class DocumentIndex:
         return [docs[i] for i in ids if i in docs]
 
     def _near_postings(self, lookup: Lookup, add_posting: Callable[[_Posting], None]) -> None:
-        number, order = self._number, self._order
+        exact = self._exact
         longest = self._lengths[-1] if self._lengths else 0
         for token in lookup.prefixes:
             # The token may be a number glued to other text,
             parts = self._glued(token)
             if parts:
-                for part in number.keys() & parts:
-                    add_posting(number[part])
-                for part in order.keys() & parts:
-                    add_posting(order[part])
+                for part in exact.keys() & parts:
+                    add_posting(exact[part])
             # or the beginning or end of a number (which is longer),
             if len(token) < longest:
                 for key in self._truncated(token):
-                    if key in number:
-                        add_posting(number[key])
-                    if key in order:
-                        add_posting(order[key])
+                    posting = exact.get(key)
+                    if posting is not None:
+                        add_posting(posting)
         # or, like a symbol, one edit away from a number or symbol.
         for value in lookup.prefixes:
             self._edit_postings(value, add_posting)
@@ -533,12 +521,11 @@ class DocumentIndex:
         found: dict[str, None] = {}
         backward = keys is self._backward
         check = keys.stale > 0
-        number, order = self._number, self._order
+        exact = self._exact
         for key in keys.starting_with(prefix):
-            if check:
-                live = key[::-1] if backward else key
-                if live not in number and live not in order:
-                    continue
+            # Stale keys are skipped; another reference's equal key only over-fetches.
+            if check and (key[::-1] if backward else key) not in exact:
+                continue
             found[key] = None
             if len(found) >= _PREFIX_FETCH:
                 break

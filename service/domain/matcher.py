@@ -465,7 +465,7 @@ def _open_documents(
         return [doc] if doc.kind in kinds and doc.outstanding > _ZERO else []
     by_id: dict[int, OpenDocument] = {}
     for doc in candidates:
-        if doc.kind not in kinds or doc.paid >= doc.total:
+        if doc.kind not in kinds or doc.outstanding <= _ZERO:  # one object read, not two
             continue
         seen = by_id.get(doc.id)
         # The same id twice (a store over-fetching through two keys) is normally the same
