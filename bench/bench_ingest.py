@@ -234,7 +234,11 @@ async def main() -> None:
             await db.migrate(conn)
         tune_garbage_collector()  # as the served application runs
         n = args.payments
-        print(f"open documents: {args.documents:,}; payments: {n:,} in batches of {args.batch}")
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        print(
+            f"open documents: {args.documents:,}; payments: {n:,} in batches of {args.batch};"
+            f" event loop: {loop}"
+        )
         rounds = []
         for number in range(1, args.repeat + 1):
             r = await _round(pool, number, args)
@@ -278,4 +282,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The event loop the service runs on: uvicorn takes uvloop when it is installed.
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
