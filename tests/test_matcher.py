@@ -802,3 +802,19 @@ def test_index_keys_of_different_kinds_share_one_entry_and_leave_it_one_by_one()
         assert {d.id for d in index.candidates(lookup_for(payments[1], BROAD))} == {
             d.id for d in left
         }
+
+
+def test_index_exact_hits_carry_the_paid_amount_booked_last() -> None:
+    """Exact keys hold the documents themselves: booking replaces them there too."""
+    docs = [doc(1, "E-2026-0001", "100", variable_symbol="77001"), doc(2, "E-2026-0002", "50")]
+    index = DocumentIndex(docs)
+    by_number = lookup_for(pay("30", "E-2026-0001"), BROAD, near_misses=False)
+    by_symbol = lookup_for(pay("30", None, variable_symbol="77001"), BROAD, near_misses=False)
+    index.apply(index.match(pay("30", "E-2026-0001"), BROAD))
+    for lookup in (by_number, by_symbol):
+        (found,) = index.candidates(lookup)
+        assert (found.paid, found.outstanding) == (Decimal("30"), Decimal("70"))
+        assert found is index.get(1)
+    index.apply(index.match(pay("70", "E-2026-0001"), BROAD))
+    assert index.candidates(by_number) == [] and index.candidates(by_symbol) == []
+    assert [d.id for d in index.documents()] == [2]

@@ -37,6 +37,9 @@ __all__ = ["DocumentIndex"]
 
 # A posting: one document id, or a list once several documents share the key.
 _Posting = int | list[int]
+# The exact keys post the documents themselves: an exact hit, most payments' only lookup,
+# then reads no id-to-document dict (two cache misses with a million documents).
+_DocPosting = OpenDocument | list[OpenDocument]
 # One-edit codes: one int, or a packed array once several share the key (a list only for
 # codes beyond 64 bits). The array is one block instead of a list and an int object per
 # code: 8 bytes a code rather than 40, and one cache miss rather than one per code.
@@ -135,6 +138,47 @@ def _unpost_code(postings: dict[int, _Codes], key: int, code: int) -> None:
         return
     if len(current) == 1:
         postings[key] = current[0]
+
+
+def _post_doc(postings: dict[str, _DocPosting], key: str, doc: OpenDocument) -> None:
+    current = postings.get(key)
+    if current is None:
+        postings[key] = doc
+    elif isinstance(current, list):
+        current.append(doc)
+    else:
+        postings[key] = [current, doc]
+
+
+def _unpost_doc(postings: dict[str, _DocPosting], key: str, doc: OpenDocument) -> None:
+    """Drop `doc` (the very object posted) from a key's posting."""
+    current = postings.get(key)
+    if current is None:
+        return
+    if not isinstance(current, list):
+        if current is doc:
+            del postings[key]
+        return
+    for i, posted in enumerate(current):
+        if posted is doc:
+            del current[i]
+            break
+    if len(current) == 1:
+        postings[key] = current[0]
+
+
+def _repost_doc(
+    postings: dict[str, _DocPosting], key: str, old: OpenDocument, new: OpenDocument
+) -> None:
+    """Put `new` where `old` is posted (a new version of the same document)."""
+    current = postings.get(key)
+    if current is old:
+        postings[key] = new
+    elif isinstance(current, list):
+        for i, posted in enumerate(current):
+            if posted is old:
+                current[i] = new
+                break
 
 
 def _unpost(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
@@ -236,7 +280,7 @@ class DocumentIndex:
         # identifier. Candidates are a superset `decide` verifies, so which reference a key
         # is does not matter here, and a token costs one probe rather than one per kind
         # (each a cache miss once there are a million documents).
-        self._exact: dict[str, _Posting] = {}
+        self._exact: dict[str, _DocPosting] = {}
         self._payer: dict[int, _Posting] = {}
         # One edit away: (document id, position) codes by the hash of a deletion or of a
         # whole value; see `_edit_keys`.
@@ -277,7 +321,7 @@ class DocumentIndex:
         number, order = doc.number_norm, doc.order_number_norm
         vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
         for ref in _exact_keys(doc):
-            _post(self._exact, ref, doc_id)
+            _post_doc(self._exact, ref, doc)
         if not self._near:
             return
         payer = doc.partner_name_norm
@@ -305,7 +349,7 @@ class DocumentIndex:
         number, order = doc.number_norm, doc.order_number_norm
         vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
         for ref in _exact_keys(doc):
-            _unpost(self._exact, ref, doc_id)
+            _unpost_doc(self._exact, ref, doc)
         if not self._near:
             return doc
         payer = doc.partner_name_norm
@@ -333,6 +377,8 @@ class DocumentIndex:
             self.remove(doc_id)
             return None
         updated = doc.with_paid(paid)
+        for ref in _exact_keys(doc):
+            _repost_doc(self._exact, ref, doc, updated)
         payer = doc.partner_name_norm
         if payer is not None and self._near:
             # Only the payer-amount key depends on what is paid.
@@ -398,8 +444,8 @@ class DocumentIndex:
 
     def candidates(self, lookup: Lookup) -> list[OpenDocument]:
         """Documents that may match the lookup (a superset; `decide` verifies each)."""
-        postings: list[_Posting] = []
-        add = postings.append
+        found: list[_DocPosting] = []
+        add = found.append
         exact = self._exact
         tokens = lookup.tokens
         if tokens:
@@ -412,25 +458,40 @@ class DocumentIndex:
                 posting = exact.get(value)
                 if posting is not None:
                     add(posting)
+        ids: list[_Posting] = []
         if lookup.near_misses:
             if not self._near:
                 raise ValueError("this index was built for exact lookups only")
-            self._near_postings(lookup, add)
-        if not postings:
-            return []  # e.g. the exact fetch of every near-miss payment
-        docs = self._docs
-        if len(postings) == 1 and isinstance(postings[0], int):
-            found = docs.get(postings[0])
-            return [found] if found is not None else []
-        ids: dict[int, None] = {}
-        for posting in postings:
-            if isinstance(posting, int):
-                ids[posting] = None
+            self._near_postings(lookup, add, ids.append)
+        if not ids:
+            if not found:
+                return []  # e.g. the exact fetch of every near-miss payment
+            if len(found) == 1:  # the usual exact hit
+                posting = found[0]
+                return posting[:] if isinstance(posting, list) else [posting]
+        by_id: dict[int, OpenDocument] = {}
+        for posting in found:
+            if isinstance(posting, list):
+                for doc in posting:
+                    by_id[doc.id] = doc
             else:
-                ids.update(dict.fromkeys(posting))
-        return [docs[i] for i in ids if i in docs]
+                by_id[posting.id] = posting
+        docs = self._docs
+        for id_posting in ids:
+            for i in [id_posting] if isinstance(id_posting, int) else id_posting:
+                if i not in by_id:
+                    near = docs.get(i)
+                    if near is not None:
+                        by_id[i] = near
+        return list(by_id.values())
 
-    def _near_postings(self, lookup: Lookup, add_posting: Callable[[_Posting], None]) -> None:
+    def _near_postings(
+        self,
+        lookup: Lookup,
+        add_found: Callable[[_DocPosting], None],
+        add_posting: Callable[[_Posting], None],
+    ) -> None:
+        """Near misses' postings: of documents through the exact keys, else of ids."""
         exact = self._exact
         longest = self._lengths[-1] if self._lengths else 0
         for token in lookup.prefixes:
@@ -438,13 +499,13 @@ class DocumentIndex:
             parts = self._glued(token)
             if parts:
                 for part in exact.keys() & parts:
-                    add_posting(exact[part])
+                    add_found(exact[part])
             # or the beginning or end of a number (which is longer),
             if len(token) < longest:
                 for key in self._truncated(token):
                     posting = exact.get(key)
                     if posting is not None:
-                        add_posting(posting)
+                        add_found(posting)
         # or, like a symbol, one edit away from a number or symbol.
         for value in lookup.prefixes:
             self._edit_postings(value, add_posting)
