@@ -818,3 +818,15 @@ def test_index_exact_hits_carry_the_paid_amount_booked_last() -> None:
     index.apply(index.match(pay("70", "E-2026-0001"), BROAD))
     assert index.candidates(by_number) == [] and index.candidates(by_symbol) == []
     assert [d.id for d in index.documents()] == [2]
+
+
+def test_index_one_edit_candidates_leave_out_two_edits_that_share_a_deletion() -> None:
+    """12345 less its 3 and 12495 less its 9 are both 1245, but the two are two edits apart;
+    12354 is a true swap. Dense numbering has such pairs around every number."""
+    docs = [doc(1, "E-12495", "100"), doc(2, "E-12354", "100"), doc(3, "E-12346", "100")]
+    index = DocumentIndex(docs)
+    lookup = lookup_for(pay("100", "szamla E-12345"), BROAD)
+    assert {d.number for d in index.candidates(lookup)} == {"E-12354", "E-12346"}
+    assert index.match(pay("100", "szamla E-12345"), BROAD) == decide(
+        pay("100", "szamla E-12345"), docs, BROAD
+    )

@@ -532,14 +532,25 @@ class DocumentIndex:
         shared = deleted.keys() & hashes
         if shared:
             last = len(hashes) - 1
+            # Codes of documents that lost position i + 1 where the payment lost i, as the
+            # document's code at i: half of a swap of i and i + 1.
+            ahead: set[int] = set()
             for i, h in enumerate(hashes):
                 if h in shared:
                     posting = deleted[h]
                     for code in [posting] if isinstance(posting, int) else posting:
                         j = code & _POSITION_MASK
-                        # Same position: a typo; the next one: two swapped characters; a
-                        # whole value: the payment has one character too many.
-                        if j == i or j >= _WHOLE or (j == i + 1 and i < last):
+                        # Same position: a typo; a whole value: the payment has one
+                        # character too many.
+                        if j == i or j >= _WHOLE:
+                            add_posting(code >> _POSITION_BITS)
+                        elif j == i + 1 and i < last:
+                            ahead.add(code - 1)
+                        # Two swapped characters lose the same when either is deleted, each
+                        # at the other's position. One such pair alone may be two edits
+                        # (12345 less its 3 and 12495 less its 9 are both 1245), and dense
+                        # numbering has ten of those for every position.
+                        elif j == i - 1 and code in ahead:
                             add_posting(code >> _POSITION_BITS)
 
     def _truncated(self, fragment: str) -> list[str]:
