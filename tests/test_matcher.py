@@ -830,3 +830,24 @@ def test_index_one_edit_candidates_leave_out_two_edits_that_share_a_deletion() -
     assert index.match(pay("100", "szamla E-12345"), BROAD) == decide(
         pay("100", "szamla E-12345"), docs, BROAD
     )
+
+
+def test_index_finds_a_swap_whose_deletions_other_references_share_in_part() -> None:
+    """12345 less its last digit is 1234, as is its symbol 12349 less its own: that key is
+    both a number's and a symbol's, the other half of the swap a number's alone."""
+    docs = [doc(1, "12345", "100", variable_symbol="12349"), doc(2, "77777", "100")]
+    payment = pay("100", "szamla 12354")
+    index = DocumentIndex(docs)
+    assert 1 in {d.id for d in index.candidates(lookup_for(payment, BROAD))}
+    assert index.match(payment, BROAD) == decide(payment, docs, BROAD)
+    assert index.match(payment, BROAD).suggestions[0].document_id == 1
+
+
+def test_index_text_one_edit_from_another_documents_symbol_fetches_nothing() -> None:
+    """Text is compared with numbers, symbols with symbols: no candidate decide would drop."""
+    docs = [doc(1, "E-1", "100", variable_symbol="2026000123")]
+    index = DocumentIndex(docs)
+    assert index.candidates(lookup_for(pay("100", "platba 2026000124"), BROAD)) == []
+    by_symbol = pay("100", None, variable_symbol="2026000124")
+    assert [d.id for d in index.candidates(lookup_for(by_symbol, BROAD))] == [1]
+    assert index.match(by_symbol, BROAD) == decide(by_symbol, docs, BROAD)

@@ -59,6 +59,13 @@ _POSITION_BITS = 7  # positions go up to MAX_TOKEN_LENGTH + 1
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
 _WHOLE = _POSITION_MASK  # in place of a position: the key is a whole value's hash
 assert MAX_TOKEN_LENGTH + 1 < _WHOLE
+# Above the position, which references the key comes from: a payment's text is compared
+# with numbers and its symbols with symbols, so a text token one edit from some other
+# document's symbol is no candidate. A Czech number that is its own symbol has both bits.
+_NUMBERS = 1
+_SYMBOLS = 2
+_ID_SHIFT = _POSITION_BITS + 2
+_NO_KINDS = ~(3 << _POSITION_BITS)
 
 
 def _whole_hash(value: str) -> int:
@@ -335,7 +342,7 @@ class DocumentIndex:
                 if len(value) > MIN_NEAR_LENGTH and has_digit(value):
                     self._forward.add(value)
                     self._backward.add(value[::-1])
-        edit_keys = self._edit_keys(doc_id, number, order, vs, ss)
+        edit_keys = self._edit_keys(doc_id, (number, order), (vs, ss))
         if edit_keys:
             self._edit_lengths.update(len(v) for v in (number, order, vs, ss) if v is not None)
         for h, code in edit_keys:
@@ -359,7 +366,7 @@ class DocumentIndex:
             if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
                 self._forward.stale += 1
                 self._backward.stale += 1
-        for h, code in self._edit_keys(doc_id, number, order, vs, ss):
+        for h, code in self._edit_keys(doc_id, (number, order), (vs, ss)):
             _unpost_code(self._deleted, h, code)
         if self._forward.stale > 1024 and self._forward.stale > len(self._forward) // 2:
             self._rebuild_sorted()
@@ -412,10 +419,12 @@ class DocumentIndex:
         self._backward.rebuild(k[::-1] for k in keys)
 
     @staticmethod
-    def _edit_keys(doc_id: int, *values: str | None) -> set[tuple[int, int]]:
+    def _edit_keys(
+        doc_id: int, numbers: tuple[str | None, ...], symbols: tuple[str | None, ...]
+    ) -> set[tuple[int, int]]:
         """One-edit keys of a document's numbers and symbols: each deletion's hash with the
-        document id and the deleted position, and each whole value's hash with the document
-        id and `_WHOLE`.
+        document id, the kinds of reference it comes from and the deleted position, and each
+        whole value's hash with the document id, its kinds and `_WHOLE`.
 
         A payment's value is one edit from a document's when its whole value is one of the
         document's deletions (one character missing), when both lose the same position (a
@@ -424,21 +433,24 @@ class DocumentIndex:
         two edits out, which matters with dense numbering. Whole values share the deletions'
         dict, so a payment's deletion finds both with one probe.
         """
-        keys: set[tuple[int, int]] = set()
-        code = doc_id << _POSITION_BITS
-        for value in values:
-            # Near misses are about numbers; outside these lengths a value is never one edit
-            # from a near token or symbol (MIN_NEAR_LENGTH to MAX_TOKEN_LENGTH long).
-            if (
-                value is not None
-                and MIN_NEAR_LENGTH - 1 <= len(value) <= MAX_TOKEN_LENGTH + 1
-                and has_digit(value)
-            ):
-                if len(value) >= MIN_NEAR_LENGTH:
-                    keys.update((h, code | i) for i, h in enumerate(_deletion_hashes(value)))
-                if len(value) <= MAX_TOKEN_LENGTH:
-                    keys.add((_whole_hash(value), code | _WHOLE))
-        return keys
+        kinds: dict[tuple[int, int], int] = {}  # (hash, position) -> kinds
+        for kind, values in ((_NUMBERS, numbers), (_SYMBOLS, symbols)):
+            for value in values:
+                # Near misses are about numbers; outside these lengths a value is never one
+                # edit from a near token or symbol (MIN_NEAR_LENGTH to MAX_TOKEN_LENGTH long).
+                if (
+                    value is not None
+                    and MIN_NEAR_LENGTH - 1 <= len(value) <= MAX_TOKEN_LENGTH + 1
+                    and has_digit(value)
+                ):
+                    if len(value) >= MIN_NEAR_LENGTH:
+                        for i, h in enumerate(_deletion_hashes(value)):
+                            kinds[h, i] = kinds.get((h, i), 0) | kind
+                    if len(value) <= MAX_TOKEN_LENGTH:
+                        whole = (_whole_hash(value), _WHOLE)
+                        kinds[whole] = kinds.get(whole, 0) | kind
+        base = doc_id << _ID_SHIFT
+        return {(h, base | k << _POSITION_BITS | i) for (h, i), k in kinds.items()}
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -508,18 +520,21 @@ class DocumentIndex:
                         add_found(posting)
         # or, like a symbol, one edit away from a number or symbol.
         for value in lookup.prefixes:
-            self._edit_postings(value, add_posting)
+            self._edit_postings(value, _NUMBERS, add_posting)
         # The symbols of `lookup.near_symbols`, without the property's generator per lookup.
         for symbol in (lookup.variable_symbol, lookup.specific_symbol):
             if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
-                self._edit_postings(symbol, add_posting)
+                self._edit_postings(symbol, _SYMBOLS, add_posting)
         if lookup.counterparty_name is not None and lookup.amount is not None:
             h = _payer_hash(lookup.counterparty_name, lookup.amount)
             if h in self._payer:
                 add_posting(self._payer[h])
 
-    def _edit_postings(self, value: str, add_posting: Callable[[_Posting], None]) -> None:
-        """Documents with a number or symbol one edit away from `value` (see `_edit_keys`)."""
+    def _edit_postings(
+        self, value: str, kind: int, add_posting: Callable[[_Posting], None]
+    ) -> None:
+        """Documents with a reference of `kind` (`_NUMBERS` or `_SYMBOLS`) one edit away
+        from `value` (see `_edit_keys`)."""
         lengths, length = self._edit_lengths, len(value)
         if length not in lengths and length - 1 not in lengths and length + 1 not in lengths:
             return  # e.g. a token glued to text: longer than anything one edit away
@@ -527,7 +542,8 @@ class DocumentIndex:
         longer = deleted.get(_whole_hash(value))
         if longer is not None:  # the document has one character more, anywhere (or is equal)
             for code in [longer] if isinstance(longer, int) else longer:
-                add_posting(code >> _POSITION_BITS)
+                if code >> _POSITION_BITS & kind:
+                    add_posting(code >> _ID_SHIFT)
         hashes = _deletion_hashes(value)
         shared = deleted.keys() & hashes
         if shared:
@@ -539,19 +555,21 @@ class DocumentIndex:
                 if h in shared:
                     posting = deleted[h]
                     for code in [posting] if isinstance(posting, int) else posting:
+                        if not code >> _POSITION_BITS & kind:
+                            continue
                         j = code & _POSITION_MASK
                         # Same position: a typo; a whole value: the payment has one
                         # character too many.
                         if j == i or j >= _WHOLE:
-                            add_posting(code >> _POSITION_BITS)
+                            add_posting(code >> _ID_SHIFT)
                         elif j == i + 1 and i < last:
-                            ahead.add(code - 1)
+                            ahead.add((code - 1) & _NO_KINDS)
                         # Two swapped characters lose the same when either is deleted, each
                         # at the other's position. One such pair alone may be two edits
                         # (12345 less its 3 and 12495 less its 9 are both 1245), and dense
                         # numbering has ten of those for every position.
-                        elif j == i - 1 and code in ahead:
-                            add_posting(code >> _POSITION_BITS)
+                        elif j == i - 1 and code & _NO_KINDS in ahead:
+                            add_posting(code >> _ID_SHIFT)
 
     def _truncated(self, fragment: str) -> list[str]:
         """Numbers that start or end with `fragment` (a superset of its truncations)."""
