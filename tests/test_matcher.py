@@ -7,6 +7,7 @@ candidate the rules would use.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -851,3 +852,22 @@ def test_index_text_one_edit_from_another_documents_symbol_fetches_nothing() -> 
     by_symbol = pay("100", None, variable_symbol="2026000124")
     assert [d.id for d in index.candidates(lookup_for(by_symbol, BROAD))] == [1]
     assert index.match(by_symbol, BROAD) == decide(by_symbol, docs, BROAD)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 100, 1000])
+def test_index_sorted_keys_find_what_a_scan_finds(size: int) -> None:
+    """One bisect finds where the keys with a prefix start, as a scan would."""
+    from service.domain.index import _SortedKeys
+
+    rnd = random.Random(size)
+    keys = sorted({f"E-{rnd.randrange(10**4)}" for _ in range(size)})
+    sorted_keys = _SortedKeys()
+    sorted_keys.rebuild(keys)
+    prefixes = ["", "E", "E-9", "F", "D", *keys, *(k[:-1] for k in keys), *(k + "0" for k in keys)]
+    for prefix in prefixes:
+        expected = [k for k in keys if k.startswith(prefix)]
+        start = sorted_keys.first_with(prefix)
+        if start is None:
+            assert expected == []
+        else:
+            assert list(sorted_keys.starting_with(prefix, start)) == expected

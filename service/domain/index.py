@@ -238,23 +238,24 @@ class _SortedKeys:
         self._pending = []
         self.stale = 0
 
-    def any_starting_with(self, prefix: str) -> bool:
-        """A bisect, no generator: the usual answer for a near-miss fragment is no."""
+    def first_with(self, prefix: str) -> int | None:
+        """Where the sorted keys starting with `prefix` begin, or None when no key does: one
+        bisect, no generator (the usual answer for a near-miss fragment is None)."""
         if len(self._pending) > _PENDING_LIMIT:
             self.merge()
         keys = self._sorted
         i = bisect_left(keys, prefix)
         if i < len(keys) and keys[i].startswith(prefix):
-            return True
+            return i
         # Usually empty after a bulk load: skip building the generator.
-        return bool(self._pending) and any(key.startswith(prefix) for key in self._pending)
+        if self._pending and any(key.startswith(prefix) for key in self._pending):
+            return len(keys)  # only pending ones
+        return None
 
-    def starting_with(self, prefix: str) -> Iterator[str]:
-        if len(self._pending) > _PENDING_LIMIT:
-            self.merge()
+    def starting_with(self, prefix: str, start: int) -> Iterator[str]:
+        """The keys starting with `prefix`, from `first_with`'s answer on."""
         keys = self._sorted
-        i = bisect_left(keys, prefix)
-        n = len(keys)
+        i, n = start, len(keys)
         while i < n and keys[i].startswith(prefix):
             yield keys[i]
             i += 1
@@ -606,13 +607,14 @@ class DocumentIndex:
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""
-        if not keys.any_starting_with(prefix):
+        start = keys.first_with(prefix)
+        if start is None:
             return []
         found: dict[str, None] = {}
         backward = keys is self._backward
         check = keys.stale > 0
         exact = self._exact
-        for key in keys.starting_with(prefix):
+        for key in keys.starting_with(prefix, start):
             # Stale keys are skipped; another reference's equal key only over-fetches.
             if check and (key[::-1] if backward else key) not in exact:
                 continue
