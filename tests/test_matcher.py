@@ -871,3 +871,19 @@ def test_index_sorted_keys_find_what_a_scan_finds(size: int) -> None:
             assert expected == []
         else:
             assert list(sorted_keys.starting_with(prefix, start)) == expected
+
+
+def test_index_payer_and_amount_follow_a_partial_payment() -> None:
+    """After 40 of 100 is paid, the payer's 60 points at the document, and 100 no longer."""
+    docs = [
+        doc(1, "E-2026-0001", "100", partner_name="Kovács Kft."),
+        doc(2, "E-2026-0002", "500", partner_name="Kovács Kft."),
+    ]
+    index = DocumentIndex(docs)
+    index.apply(index.match(pay("40", "E-2026-0001"), BROAD))
+    left = list(index.documents())
+    for amount, expected in (("60", [1]), ("100", [])):
+        payment = pay(amount, "köszönöm", counterparty_name="Kovács Kft.")
+        decision = index.match(payment, BROAD)
+        assert decision == decide(payment, left, BROAD)
+        assert [s.document_id for s in decision.suggestions] == expected

@@ -147,7 +147,7 @@ def _unpost_code(postings: dict[int, _Codes], key: int, code: int) -> None:
         postings[key] = current[0]
 
 
-def _post_doc(postings: dict[str, _DocPosting], key: str, doc: OpenDocument) -> None:
+def _post_doc(postings: dict[_K, _DocPosting], key: _K, doc: OpenDocument) -> None:
     current = postings.get(key)
     if current is None:
         postings[key] = doc
@@ -157,7 +157,7 @@ def _post_doc(postings: dict[str, _DocPosting], key: str, doc: OpenDocument) -> 
         postings[key] = [current, doc]
 
 
-def _unpost_doc(postings: dict[str, _DocPosting], key: str, doc: OpenDocument) -> None:
+def _unpost_doc(postings: dict[_K, _DocPosting], key: _K, doc: OpenDocument) -> None:
     """Drop `doc` (the very object posted) from a key's posting."""
     current = postings.get(key)
     if current is None:
@@ -289,7 +289,7 @@ class DocumentIndex:
         # is does not matter here, and a token costs one probe rather than one per kind
         # (each a cache miss once there are a million documents).
         self._exact: dict[str, _DocPosting] = {}
-        self._payer: dict[int, _Posting] = {}
+        self._payer: dict[int, _DocPosting] = {}  # documents, as the exact keys
         # One edit away: (document id, position) codes by the hash of a deletion or of a
         # whole value; see `_edit_keys`.
         self._deleted: dict[int, _Codes] = {}
@@ -334,7 +334,7 @@ class DocumentIndex:
             return
         payer = doc.partner_name_norm
         if payer is not None:
-            _post(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
+            _post_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
         for value in (number, order):
             if value is not None:
                 if len(value) not in self._lengths:
@@ -362,7 +362,7 @@ class DocumentIndex:
             return doc
         payer = doc.partner_name_norm
         if payer is not None:
-            _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
+            _unpost_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
         for value in (number, order):
             if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
                 self._forward.stale += 1
@@ -390,8 +390,8 @@ class DocumentIndex:
         payer = doc.partner_name_norm
         if payer is not None and self._near:
             # Only the payer-amount key depends on what is paid.
-            _unpost(self._payer, _payer_hash(payer, doc.outstanding), doc_id)
-            _post(self._payer, _payer_hash(payer, updated.outstanding), doc_id)
+            _unpost_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
+            _post_doc(self._payer, _payer_hash(payer, updated.outstanding), updated)
         self._docs[doc_id] = updated
         return updated
 
@@ -504,7 +504,8 @@ class DocumentIndex:
         add_found: Callable[[_DocPosting], None],
         add_posting: Callable[[_Posting], None],
     ) -> None:
-        """Near misses' postings: of documents through the exact keys, else of ids."""
+        """Near misses' postings: of documents through the exact and payer keys, of ids
+        through the one-edit codes."""
         exact = self._exact
         longest = self._lengths[-1] if self._lengths else 0
         for token in lookup.prefixes:
@@ -527,9 +528,9 @@ class DocumentIndex:
             if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
                 self._edit_postings(symbol, _SYMBOLS, add_posting)
         if lookup.counterparty_name is not None and lookup.amount is not None:
-            h = _payer_hash(lookup.counterparty_name, lookup.amount)
-            if h in self._payer:
-                add_posting(self._payer[h])
+            payer = self._payer.get(_payer_hash(lookup.counterparty_name, lookup.amount))
+            if payer is not None:
+                add_found(payer)
 
     def _edit_postings(
         self, value: str, kind: int, add_posting: Callable[[_Posting], None]
