@@ -161,15 +161,17 @@ async def candidates(
     return list(await conn.fetch(_NEAR, tenant_id, *args))
 
 
-# One probe of allocations_document per document (LATERAL). One scan over `document_id =
-# any(...)` was planned as a sequential scan of the whole young table, in every batch.
+# The documents by primary key (`= any`), and per document one probe of
+# allocations_document (a subquery per row). A join of the ids with documents was planned
+# as a hash join over a sequential scan of the tenant's documents, in every batch; one scan
+# over `document_id = any(...)` as a sequential scan of the whole young allocations table.
 _RECOMPUTE = """
-update documents d set paid_amount = s.paid, payment_count = s.payments, updated_at = now()
-from unnest(string_to_array($2, ',')::bigint[]) as k(id) cross join lateral (
-    select coalesce(sum(a.amount), 0) as paid, count(distinct a.transaction_id) as payments
-    from allocations a
-    where a.document_id = k.id and a.tenant_id = $1 and a.reversed_at is null) s
-where d.id = k.id and d.tenant_id = $1
+update documents d set (paid_amount, payment_count) = (
+        select coalesce(sum(a.amount), 0), count(distinct a.transaction_id)
+        from allocations a
+        where a.document_id = d.id and a.tenant_id = $1 and a.reversed_at is null),
+    updated_at = now()
+where d.tenant_id = $1 and d.id = any(string_to_array($2, ',')::bigint[])
 """
 
 
