@@ -2,10 +2,10 @@
 
 Every lookup key is a dict probe or a bisect in a sorted list, so fetching candidates costs
 O(references in the payment) whatever the number of documents. Memory per document is kept low
-(one million documents must fit comfortably): postings hold a bare document id until a second
-document shares the key, the one-edit keys (a deletion and its position) are stored as 60-bit
-hashes instead of strings, and normalized keys reuse the document's own string objects when
-they are equal.
+(one million documents must fit comfortably): postings hold the document itself until a second
+document shares the key, the one-edit keys (a deletion, its position and the kinds of reference
+it comes from) are stored as 60-bit hashes with packed codes instead of strings, and normalized
+keys reuse the document's own string objects when they are equal.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from service.domain.references import (
 
 __all__ = ["DocumentIndex"]
 
-# A posting: one document id, or a list once several documents share the key.
-_Posting = int | list[int]
-# The exact keys post the documents themselves: an exact hit, most payments' only lookup,
-# then reads no id-to-document dict (two cache misses with a million documents).
+# A posting: one document, or a list once several documents share the key. The documents
+# themselves rather than their ids: an exact hit, most payments' only lookup, then reads no
+# id-to-document dict (two cache misses with a million documents).
 _DocPosting = OpenDocument | list[OpenDocument]
 # One-edit codes: one int, or a packed array once several share the key (a list only for
 # codes beyond 64 bits). The array is one block instead of a list and an int object per
@@ -103,17 +102,6 @@ def _exact_keys(doc: OpenDocument) -> set[str]:
     }
     keys.discard(None)
     return keys  # type: ignore[return-value]
-
-
-def _post(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
-    """Add a document to a key's posting; callers never add the same pair twice."""
-    current = postings.get(key)
-    if current is None:
-        postings[key] = doc_id
-    elif isinstance(current, int):
-        postings[key] = [current, doc_id]
-    else:
-        current.append(doc_id)
 
 
 def _post_code(postings: dict[int, _Codes], key: int, code: int) -> None:
@@ -186,22 +174,6 @@ def _repost_doc(
             if posted is old:
                 current[i] = new
                 break
-
-
-def _unpost(postings: dict[_K, _Posting], key: _K, doc_id: int) -> None:
-    current = postings.get(key)
-    if current is None:
-        return
-    if isinstance(current, int):
-        if current == doc_id:
-            del postings[key]
-        return
-    try:
-        current.remove(doc_id)
-    except ValueError:
-        return
-    if len(current) == 1:
-        postings[key] = current[0]
 
 
 class _SortedKeys:
@@ -471,7 +443,7 @@ class DocumentIndex:
                 posting = exact.get(value)
                 if posting is not None:
                     add(posting)
-        ids: list[_Posting] = []
+        ids: list[int] = []
         if lookup.near_misses:
             if not self._near:
                 raise ValueError("this index was built for exact lookups only")
@@ -490,19 +462,18 @@ class DocumentIndex:
             else:
                 by_id[posting.id] = posting
         docs = self._docs
-        for id_posting in ids:
-            for i in [id_posting] if isinstance(id_posting, int) else id_posting:
-                if i not in by_id:
-                    near = docs.get(i)
-                    if near is not None:
-                        by_id[i] = near
+        for i in ids:
+            if i not in by_id:
+                near = docs.get(i)
+                if near is not None:
+                    by_id[i] = near
         return list(by_id.values())
 
     def _near_postings(
         self,
         lookup: Lookup,
         add_found: Callable[[_DocPosting], None],
-        add_posting: Callable[[_Posting], None],
+        add_id: Callable[[int], None],
     ) -> None:
         """Near misses' postings: of documents through the exact and payer keys, of ids
         through the one-edit codes."""
@@ -522,19 +493,17 @@ class DocumentIndex:
                         add_found(posting)
         # or, like a symbol, one edit away from a number or symbol.
         for value in lookup.prefixes:
-            self._edit_postings(value, _NUMBERS, add_posting)
+            self._edit_postings(value, _NUMBERS, add_id)
         # The symbols of `lookup.near_symbols`, without the property's generator per lookup.
         for symbol in (lookup.variable_symbol, lookup.specific_symbol):
             if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
-                self._edit_postings(symbol, _SYMBOLS, add_posting)
+                self._edit_postings(symbol, _SYMBOLS, add_id)
         if lookup.counterparty_name is not None and lookup.amount is not None:
             payer = self._payer.get(_payer_hash(lookup.counterparty_name, lookup.amount))
             if payer is not None:
                 add_found(payer)
 
-    def _edit_postings(
-        self, value: str, kind: int, add_posting: Callable[[_Posting], None]
-    ) -> None:
+    def _edit_postings(self, value: str, kind: int, add_id: Callable[[int], None]) -> None:
         """Documents with a reference of `kind` (`_NUMBERS` or `_SYMBOLS`) one edit away
         from `value` (see `_edit_keys`)."""
         lengths, length = self._edit_lengths, len(value)
@@ -545,7 +514,7 @@ class DocumentIndex:
         if longer is not None:  # the document has one character more, anywhere (or is equal)
             for code in [longer] if isinstance(longer, int) else longer:
                 if code >> _POSITION_BITS & kind:
-                    add_posting(code >> _ID_SHIFT)
+                    add_id(code >> _ID_SHIFT)
         hashes = _deletion_hashes(value)
         shared = deleted.keys() & hashes
         if shared:
@@ -563,7 +532,7 @@ class DocumentIndex:
                         # Same position: a typo; a whole value: the payment has one
                         # character too many.
                         if j == i or j >= _WHOLE:
-                            add_posting(code >> _ID_SHIFT)
+                            add_id(code >> _ID_SHIFT)
                         elif j == i + 1 and i < last:
                             ahead.add((code - 1) & _NO_KINDS)
                         # Two swapped characters lose the same when either is deleted, each
@@ -571,7 +540,7 @@ class DocumentIndex:
                         # (12345 less its 3 and 12495 less its 9 are both 1245), and dense
                         # numbering has ten of those for every position.
                         elif j == i - 1 and code & _NO_KINDS in ahead:
-                            add_posting(code >> _ID_SHIFT)
+                            add_id(code >> _ID_SHIFT)
 
     def _truncated(self, fragment: str) -> list[str]:
         """Numbers that start or end with `fragment` (a superset of its truncations)."""
