@@ -1181,7 +1181,8 @@ def _near_misses(
                     f"{word} {symbol} not found; open {_doc(doc)} has {word} {value}, which "
                     f"differs by {kind.describe('digit')}",
                 )
-        if payer is not None and doc.partner_name_norm == payer and doc.outstanding == amount:
+        # The amount first: `_open_documents` has just read it, the name is one more miss.
+        if payer is not None and doc.outstanding == amount and doc.partner_name_norm == payer:
             payer_docs.append(doc)
 
     for token, found in truncations.items():
