@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 from service import db
+from service.actions import ingest as ingest_module
 from service.actions.ingest import check_records, store_transactions
-from service.actions.matching import Lane, config_of, decide_batch, payment_of
+from service.actions.matching import Lane, config_of, decide_batch, payment_of, verdict
 from service.domain.records import check_document
 from service.store import allocations as allocations_store
 from service.store import connections as connections_store
@@ -463,3 +464,40 @@ async def test_provider_ids_with_quotes_commas_and_backslashes_are_known_again(
     async with pool.acquire() as conn:
         found = await transactions_store.by_provider_ids(conn, tid, connection["id"], odd)
     assert sorted(r["provider_transaction_id"] for r in found) == sorted(odd)
+
+
+async def test_a_batch_fetched_in_parts_decides_as_one_read_before_it(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    """Payments past the first part name documents the first part paid in full or in part:
+    what the second fetch reads, as of the batch's start, must not undo that."""
+    assert ingest_module._FIRST_FETCH * 2 < 400
+    tenant_id, connection = await setup({f"P-2026-{i:04d}": "100" for i in range(300)})
+    rows = []
+    for i in range(400):
+        n = i % 300  # payments i and i + 300 name the same document
+        amount = "100" if i % 3 else "40"  # some pay in part, then again
+        text = f"P-2026-{n:04d}" if i % 7 else f"P-2026-{n:04d}"[:-2] + f"{n:04d}"[::-1][:2]
+        rows.append(
+            {"provider_transaction_id": f"p{i}", "amount": amount, "remittance_information": text}
+        )
+    records = _records(*rows)
+    config = config_of(connection)
+    async with pool.acquire() as conn, conn.transaction():
+        expected = await decide_batch(conn, tenant_id, [(payment_of(r), config) for r in records])
+    new, _ = await _ingest(pool, tenant_id, connection, records)
+    assert [(r["match_state"], r["explanation"], r["suggestions"]) for r in new] == [
+        tuple(verdict(d).values()) for d in expected
+    ]
+    async with pool.acquire() as conn:
+        paid = await conn.fetch(
+            "select number, paid_amount, payment_count from documents where tenant_id = $1",
+            tenant_id,
+        )
+    booked: dict[int, Decimal] = {}
+    for d in expected:
+        for plan in d.allocations:
+            booked[plan.document_id] = booked.get(plan.document_id, Decimal(0)) + plan.amount
+    assert sum(r["paid_amount"] for r in paid) == sum(booked.values())
+    assert {d.state.value for d in expected} >= {"MATCHED", "SUGGESTED"}
+    assert any(r["payment_count"] == 2 for r in paid)  # paid in part, then the rest

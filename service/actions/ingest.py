@@ -7,6 +7,7 @@ keeps the whole batch (matched, with its events) or none of it, and a retry is d
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -37,6 +38,8 @@ from .scope import Scope
 __all__ = ["ingest_transactions", "store_transactions"]
 
 _YIELD = 32
+# The exact candidates of this many payments are fetched ahead of the rest of the batch's.
+_FIRST_FETCH = 96
 # A batch is taken again (in a new savepoint) at most this many times in all when payments
 # of it turn out to be stored meanwhile.
 _ATTEMPTS = 3
@@ -117,25 +120,40 @@ async def _store(
             lambda: transactions_store.reserve_new(conn, tenant_id, connection_id, list(distinct))
         )
         # While they run, the payments' exact keys are worked out (with a pause now and then
-        # for the reservation to go out when the lock is in).
+        # for the reservation to go out when the lock is in). The exact candidates go out
+        # right behind the reservation, for every payment (one found stored already only
+        # brings documents nobody asks for): those of the first few as soon as their keys
+        # are known, so that the database reads while the rest are worked out, and the
+        # first decisions need not wait for the whole batch's candidates.
         config = config_of(connection)
-        prepared: dict[str, _Prepared] = {}
+        prepared: list[tuple[str, _Prepared]] = []
+        cuts = [0]  # where each part of the exact-candidate fetch starts
+        fetches: list[Awaitable[list[Record]]] = []
+
+        def fetch(start: int, end: int) -> None:
+            lookups = [p.lookup for _, p in prepared[start:end]]
+            fetches.append(
+                lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=False))
+            )
+            cuts.append(end)
+
         for pid, r in distinct.items():
             if not len(prepared) % _YIELD:
                 await asyncio.sleep(0)
-            prepared[pid] = _Prepared(r, config)
-        # The exact candidates go out right behind the reservation, for every payment: one
-        # found stored already only brings documents nobody asks for.
-        lookups = [p.lookup for p in prepared.values()]
-        candidates = lane.run(
-            lambda: matching_store.candidates(conn, tenant_id, lookups, near=False)
-        )
+            prepared.append((pid, _Prepared(r, config)))
+            if len(prepared) == _FIRST_FETCH and len(distinct) > _FIRST_FETCH:
+                fetch(0, _FIRST_FETCH)
+        fetch(cuts[-1], len(prepared))
         reserved = await reserving
-        fresh = [p for pid, p in prepared.items() if pid not in reserved.known]
+        fresh: list[_Prepared] = []
+        parts: list[tuple[int, Awaitable[list[Record]]]] = []
+        for (start, end), part in zip(itertools.pairwise(cuts), fetches, strict=True):
+            fresh += [p for pid, p in prepared[start:end] if pid not in reserved.known]
+            parts.append((len(fresh), part))
         if not fresh:
             return [], MatchOutcome()
         return await _store_fresh(
-            conn, tenant_id, connection_id, config, fresh, reserved, lane, candidates
+            conn, tenant_id, connection_id, config, fresh, reserved, lane, parts
         )
     finally:
         await lane.settle()
@@ -160,7 +178,7 @@ async def _store_fresh(
     fresh: list[_Prepared],
     reserved: transactions_store.Reservation,
     lane: Lane,
-    candidates: Awaitable[list[Record]],
+    candidates: Sequence[tuple[int, Awaitable[list[Record]]]],
 ) -> tuple[list[dict[str, Any]], MatchOutcome]:
     """Decide, store and book payments not stored yet, overlapping Python and PostgreSQL.
 

@@ -166,7 +166,7 @@ async def decide_batch(
     payments: Sequence[tuple[Payment, MatchConfig]],
     *,
     exact: Sequence[Lookup] | None = None,
-    exact_fetched: Awaitable[list[Record]] | None = None,
+    exact_fetched: Sequence[tuple[int, Awaitable[list[Record]]]] | None = None,
     lane: Lane | None = None,
     meanwhile: Callable[[], Awaitable[object]] | None = None,
     on_decided: Callable[[list[tuple[int, Decision]]], None] | None = None,
@@ -185,8 +185,10 @@ async def decide_batch(
     while the first pass decides the rest. `on_decided` gets (position, decision) pairs as
     soon as they are final, each once, so the caller can queue their writes meanwhile.
     `exact` is each payment's `lookup_for(..., near_misses=False)` if the caller has it;
-    `exact_fetched` the candidates for them if the caller fetches those already (for these
-    lookups or more).
+    `exact_fetched` the candidates for them if the caller fetches those already, in parts:
+    (end, fetch) for the payments before position `end` not covered by an earlier part. A
+    payment is decided once its part is in, so the first decisions need not wait for the
+    whole batch's candidates.
     """
 
     def query(lookups: Sequence[Lookup], near: bool) -> Awaitable[list[Record]]:
@@ -197,21 +199,34 @@ async def decide_batch(
 
     if exact is None:
         exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
-    exact_fetch = query(exact, False) if exact_fetched is None else exact_fetched
+    parts = list(exact_fetched or [(len(payments), query(exact, False))])
     if lane is not None and meanwhile is not None:
         lane.run(meanwhile)
-    found = await exact_fetch
-    if lane is not None:
-        await asyncio.sleep(0)  # `meanwhile` goes out before the indexing below
     # Exact keys only: the one-edit keys and prefix lists are for the near-miss pass.
     first = DocumentIndex(near_misses=False)
-    for i, doc in enumerate(found):
-        first.add(open_document(doc))
-        if lane is not None and not i % _YIELD:
-            await asyncio.sleep(0)
-    # Each payment's candidates as the batch starts; what earlier payments paid in full is
+    found: list[Record] = []  # every candidate row, each once, as fetched
+    fetched_ids: set[int] = set()
+    # Each payment's candidates as its part comes in; what earlier payments paid in full is
     # dropped (and paid amounts refreshed) when its turn comes.
-    reach = [first.candidates(lookup) for lookup in exact]
+    reach: list[list[OpenDocument]] = []
+
+    async def take_part() -> None:
+        end, fetch = parts.pop(0)
+        rows = await fetch
+        if lane is not None:
+            await asyncio.sleep(0)  # what is queued goes out before the indexing below
+        for i, doc in enumerate(rows):
+            # A document an earlier part brought is indexed already, maybe paid since: the
+            # row, read as the batch began, would undo that.
+            if doc["id"] not in fetched_ids:
+                fetched_ids.add(doc["id"])
+                found.append(doc)
+                first.add(open_document(doc))
+            if lane is not None and not i % _YIELD:
+                await asyncio.sleep(0)
+        reach.extend(first.candidates(lookup) for lookup in exact[len(reach) : end])
+
+    await take_part()
     decisions: list[Decision | None] = []
     pending: list[tuple[int, Lookup]] = []
     final: list[tuple[int, Decision]] = []
@@ -225,6 +240,8 @@ async def decide_batch(
 
     async def fetch_early() -> None:
         nonlocal early_fetch, early_sent
+        while parts:  # every payment's exact candidates are needed to know which hit none
+            await take_part()
         early_sent = True
         seen = dict(pending)
         for position, ((payment, cfg), docs) in enumerate(zip(payments, reach, strict=True)):
@@ -236,9 +253,10 @@ async def decide_batch(
             early_fetch = query(list(early.values()), True)
             await asyncio.sleep(0)  # send it
 
-    for position, ((payment, cfg), docs, refs) in enumerate(
-        zip(payments, reach, exact, strict=True)
-    ):
+    for position, ((payment, cfg), refs) in enumerate(zip(payments, exact, strict=True)):
+        while position >= len(reach):
+            await take_part()
+        docs = reach[position]
         if docs:
             docs = [d for d in map(first.get, (d.id for d in docs)) if d is not None]
         decision = decide(payment, docs, cfg, refs)
