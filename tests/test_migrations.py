@@ -144,3 +144,32 @@ async def test_reference_lengths_are_backfilled_for_documents_already_stored(
         assert [r["length"] for r in lengths] == [2, 3, 8]
     finally:
         await conn.close()
+
+
+async def test_allocations_check_their_payment_and_document_and_reach_the_tenant_through_them(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        references = await conn.fetch(
+            "select a.attname, c.confrelid::regclass::text as parent"
+            " from pg_constraint c"
+            " join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any(c.conkey)"
+            " where c.conrelid = 'allocations'::regclass and c.contype = 'f' order by 1"
+        )
+        assert [(r["attname"], r["parent"]) for r in references] == [
+            ("document_id", "documents"),
+            ("transaction_id", "transactions"),
+        ]
+        # The payment's own reference holds its tenant.
+        parents = await conn.fetch(
+            "select confrelid::regclass::text as parent from pg_constraint c"
+            " where c.conrelid = 'transactions'::regclass and c.contype = 'f'"
+            " and c.conkey = array[(select attnum from pg_attribute"
+            " where attrelid = c.conrelid and attname = 'tenant_id')]"
+        )
+        assert [r["parent"] for r in parents] == ["tenants"]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "insert into allocations (tenant_id, transaction_id, document_id, amount,"
+                " currency, method) values (1, -1, -1, 1, 'HUF', 'AUTO')"
+            )
