@@ -501,3 +501,14 @@ async def test_a_batch_fetched_in_parts_decides_as_one_read_before_it(
     assert sum(r["paid_amount"] for r in paid) == sum(booked.values())
     assert {d.state.value for d in expected} >= {"MATCHED", "SUGGESTED"}
     assert any(r["payment_count"] == 2 for r in paid)  # paid in part, then the rest
+    # Received, in input order, before anything else; then matched, in input order.
+    events = await _events(pool, tenant_id)
+    ids = [r["id"] for r in new]
+    assert events[: len(ids)] == [("PAYMENT_RECEIVED", i) for i in ids]
+    matched = [r["id"] for r in new if r["match_state"] == "MATCHED"]
+    assert events[len(ids) : len(ids) + len(matched)] == [("PAYMENT_MATCHED", i) for i in matched]
+    assert {t for t, _ in events[len(ids) + len(matched) :]} <= {
+        "DOCUMENT_PAID",
+        "DOCUMENT_PARTIALLY_PAID",
+        "DOCUMENT_OVERPAID",
+    }

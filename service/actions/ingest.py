@@ -124,7 +124,8 @@ async def _store(
         # right behind the reservation, for every payment (one found stored already only
         # brings documents nobody asks for): those of the first few as soon as their keys
         # are known, so that the database reads while the rest are worked out, and the
-        # first decisions need not wait for the whole batch's candidates.
+        # first decisions need not wait for the whole batch's candidates. The batch's
+        # PAYMENT_RECEIVED events follow the first part, for the database to write meanwhile.
         config = config_of(connection)
         prepared: list[tuple[str, _Prepared]] = []
         cuts = [0]  # where each part of the exact-candidate fetch starts
@@ -135,6 +136,8 @@ async def _store(
             fetches.append(
                 lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=False))
             )
+            if start == 0:
+                lane.run(lambda: _announce(conn, tenant_id, connection_id, reserving))
             cuts.append(end)
 
         for pid, r in distinct.items():
@@ -157,6 +160,26 @@ async def _store(
         )
     finally:
         await lane.settle()
+
+
+async def _announce(
+    conn: Connection,
+    tenant_id: int,
+    connection_id: int,
+    reserving: Awaitable[transactions_store.Reservation],
+) -> None:
+    """PAYMENT_RECEIVED for each new payment of the batch, in input order: the reservation
+    holds their ids already, whatever their decisions will be."""
+    ids = (await reserving).ids
+    if ids:
+        await events_store.append_many(
+            conn,
+            tenant_id,
+            [
+                {"type": "PAYMENT_RECEIVED", "transaction_id": i, "connection_id": connection_id}
+                for i in ids
+            ],
+        )
 
 
 class _Prepared:
@@ -195,9 +218,8 @@ async def _store_fresh(
         exact=[p.lookup for p in fresh],
         exact_fetched=candidates,
         lane=lane,
-        # Announced first, in input order (the ids are known): the rows follow in chunks
-        # in the order their decisions become final.
-        meanwhile=writer.received,
+        # The rows follow PAYMENT_RECEIVED (`_announce`) in chunks, in the order their
+        # decisions become final.
         on_decided=writer.decided,
     )
     return await writer.finish()
@@ -206,11 +228,11 @@ async def _store_fresh(
 class _Writer:
     """Queues the writes for payments as their decisions become final.
 
-    PAYMENT_RECEIVED for the whole batch goes first. Each chunk of decided payments is then
-    copied in with its allocations, and the paid state of the documents they touch is
-    recomputed. PAYMENT_MATCHED and the documents' events (for their final state) follow
-    when every chunk is in: the events keep the order and the count they had when the batch
-    was written in one go.
+    PAYMENT_RECEIVED for the whole batch has gone first (`_announce`). Each chunk of decided
+    payments is then copied in with its allocations, and the paid state of the documents
+    they touch is recomputed. PAYMENT_MATCHED and the documents' events (for their final
+    state) follow when every chunk is in: the events keep the order and the count they had
+    when the batch was written in one go.
     """
 
     def __init__(
@@ -233,20 +255,6 @@ class _Writer:
         self._stored: list[dict[str, Any]] = []
         # Documents whose paid state moved, as last recomputed.
         self._documents: dict[int, Record] = {}
-
-    async def received(self) -> None:
-        await events_store.append_many(
-            self._conn,
-            self._tenant_id,
-            [
-                {
-                    "type": "PAYMENT_RECEIVED",
-                    "transaction_id": i,
-                    "connection_id": self._connection_id,
-                }
-                for i in self._ids
-            ],
-        )
 
     def decided(self, final: list[tuple[int, Decision]]) -> None:
         ids, fresh, new_row = self._ids, self._fresh, transactions_store.new_row

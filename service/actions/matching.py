@@ -168,7 +168,6 @@ async def decide_batch(
     exact: Sequence[Lookup] | None = None,
     exact_fetched: Sequence[tuple[int, Awaitable[list[Record]]]] | None = None,
     lane: Lane | None = None,
-    meanwhile: Callable[[], Awaitable[object]] | None = None,
     on_decided: Callable[[list[tuple[int, Decision]]], None] | None = None,
 ) -> list[Decision]:
     """Decide a batch of payments in order, reading candidates in two queries.
@@ -179,11 +178,10 @@ async def decide_batch(
     are updated as decisions are made). Reads only; the caller holds the tenant's matching
     lock (`matching_store.lock_tenant`).
 
-    With a `lane`, the queries queue behind the caller's statements, `meanwhile` (the
-    caller's) right behind the exact-candidate query, so the database has it to do while the
-    candidates are indexed; the near-miss query for payments that no exact key can hit runs
-    while the first pass decides the rest. `on_decided` gets (position, decision) pairs as
-    soon as they are final, each once, so the caller can queue their writes meanwhile.
+    With a `lane`, the queries queue behind the caller's statements; the near-miss query for
+    payments that no exact key can hit runs while the first pass decides the rest.
+    `on_decided` gets (position, decision) pairs as soon as they are final, each once, so
+    the caller can queue their writes meanwhile.
     `exact` is each payment's `lookup_for(..., near_misses=False)` if the caller has it;
     `exact_fetched` the candidates for them if the caller fetches those already, in parts:
     (end, fetch) for the payments before position `end` not covered by an earlier part. A
@@ -200,8 +198,6 @@ async def decide_batch(
     if exact is None:
         exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
     parts = list(exact_fetched or [(len(payments), query(exact, False))])
-    if lane is not None and meanwhile is not None:
-        lane.run(meanwhile)
     # Exact keys only: the one-edit keys and prefix lists are for the near-miss pass.
     first = DocumentIndex(near_misses=False)
     found: list[Record] = []  # every candidate row, each once, as fetched
