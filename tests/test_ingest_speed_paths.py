@@ -439,14 +439,12 @@ async def test_list_parameters_arrive_as_sent(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         for values in (ODD, [], ["x"]):
             sent = await conn.fetchval(
-                "select array(select json_array_elements_text($1::text::json))",
+                f"select array(select {params.texts_of('$1')})",
                 params.text_list(values),
             )
             assert sent == values
         for ids in ([], [7], [1, 2**62, 3]):
-            sent = await conn.fetchval(
-                "select string_to_array($1, ',')::bigint[]", params.id_list(ids)
-            )
+            sent = await conn.fetchval(f"select {params.ids_of('$1')}", params.id_list(ids))
             assert sent == ids
 
 

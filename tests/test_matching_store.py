@@ -13,6 +13,7 @@ from service.domain.models import DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner
 from service.store import documents as documents_store
 from service.store import matching as matching_store
+from service.store import params
 from service.store import partners as partners_store
 
 from .conftest import MakeTenant
@@ -136,3 +137,28 @@ async def test_database_candidates_decide_as_every_open_document(
                 # One payment per batch: nothing earlier in the batch changes what is open.
                 [through_database] = await decide_batch(conn, tenant.id, [(payment, config)])
                 assert through_database == decide(payment, every, config), payment
+
+
+async def test_paid_state_is_recomputed_through_the_primary_key(
+    pool: asyncpg.Pool, make_tenant: MakeTenant
+) -> None:
+    """A batch touches a few hundred of a tenant's documents: each is reached by its key, not
+    by a scan of them all (a join with the ids was planned as a hash over such a scan)."""
+    tenant = await make_tenant()
+    async with pool.acquire() as conn:
+        ids = await conn.fetch(
+            "insert into documents (tenant_id, kind, number, number_norm, total, currency)"
+            " select $1, 'INVOICE', 'S-' || i, 'S-' || i, 100, 'HUF'"
+            " from generate_series(1, 20000) i returning id",
+            tenant.id,
+        )
+        await conn.execute("analyze documents")
+        touched = params.id_list(sorted(r["id"] for r in ids[::50]))  # 400 documents
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "explain " + matching_store._RECOMPUTE + "returning d.id", tenant.id, touched
+            )
+        )
+    assert "documents_pkey" in plan, plan
+    assert "Seq Scan on documents" not in plan, plan

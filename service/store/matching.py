@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
-from .params import id_list, text_list
+from .params import id_list, ids_of, text_list, texts_of
 
 __all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
 
@@ -34,11 +34,7 @@ _PER_KEY = 200
 
 def _probe(column: str, keys: str) -> str:
     """Documents whose `column` equals one of `keys`: a `text_list` parameter or a CTE of (v)."""
-    source = (
-        f"json_array_elements_text({keys}::text::json) k(v)"
-        if keys.startswith("$")
-        else f"{keys} k(v)"
-    )
+    source = f"{texts_of(keys)} k(v)" if keys.startswith("$") else f"{keys} k(v)"
     # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
     return (
         f"select x.id from {source} cross join lateral ("
@@ -51,7 +47,7 @@ _EXACT = f"""
 with ids as (
     {_probe("number_norm", "$2")}
     union {_probe("order_number_norm", "$2")}
-    union select d.id from json_array_elements_text($2::text::json) k(v)
+    union select d.id from {texts_of("$2")} k(v)
         join partners p on p.tenant_id = $1 and p.identifier_norm = k.v
         join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
     union {_probe("variable_symbol_norm", "$3")}
@@ -72,14 +68,14 @@ with lengths as (
     select coalesce(array_agg(l.length), '{{}}') as known, coalesce(max(l.length), 0) as top
     from document_reference_lengths l where l.tenant_id = $1),
 glued as (
-    select v from json_array_elements_text($2::text::json) v
+    select v from {texts_of("$2")} v
     where length(v) = any((select known from lengths)::int[])),
 edits as (
-    select v from json_array_elements_text($3::text::json) v
+    select v from {texts_of("$3")} v
     where length(v) = any((select known from lengths)::int[])
        or length(v) + 1 = any((select known from lengths)::int[])),
 cut as (
-    select f from json_array_elements_text($4::text::json) f
+    select f from {texts_of("$4")} f
     where length(f) < (select top from lengths)),
 ids as (
     {_probe("number_norm", "glued")}
@@ -98,7 +94,7 @@ ids as (
           and reverse(d.number_norm) ~>=~ reverse(q.f)
           and reverse(d.number_norm) ~<~ (reverse(q.f) || chr(1114111))
         order by reverse(d.number_norm) limit $7) x
-    union select d.id from json_array_elements_text($5::text::json) k(v)
+    union select d.id from {texts_of("$5")} k(v)
         join partners p on p.tenant_id = $1 and p.name_norm = k.v
         join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
         where d.total - d.paid_amount = any($6::numeric[]))
@@ -165,13 +161,13 @@ async def candidates(
 # allocations_document (a subquery per row). A join of the ids with documents was planned
 # as a hash join over a sequential scan of the tenant's documents, in every batch; one scan
 # over `document_id = any(...)` as a sequential scan of the whole young allocations table.
-_RECOMPUTE = """
+_RECOMPUTE = f"""
 update documents d set (paid_amount, payment_count) = (
         select coalesce(sum(a.amount), 0), count(distinct a.transaction_id)
         from allocations a
         where a.document_id = d.id and a.tenant_id = $1 and a.reversed_at is null),
     updated_at = now()
-where d.tenant_id = $1 and d.id = any(string_to_array($2, ',')::bigint[])
+where d.tenant_id = $1 and d.id = any({ids_of("$2")})
 """
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from asyncpg import Connection, Record
 
 from .pagination import count_rows, fetch_page, like_escape
-from .params import text_list
+from .params import text_list, texts_of
 
 __all__ = [
     "Reservation",
@@ -46,8 +46,8 @@ _COLUMNS = [
 
 # One probe of the (connection, provider id) unique index per id. With the tenant inside
 # the probe, or with `= any(array)`, a young table's plan scanned the connection's rows.
-_BY_PROVIDER_ID = """
-from json_array_elements_text($3::text::json) k(v) cross join lateral (
+_BY_PROVIDER_ID = f"""
+from {texts_of("$3")} k(v) cross join lateral (
     select * from transactions
     where connection_id = $2 and provider_transaction_id = k.v limit 1) x
 where x.tenant_id = $1
@@ -60,7 +60,8 @@ held as (select id from bank_connections where tenant_id = $1 and id = $2 for ke
 select array(select pid from known) as known,
        array(
            select nextval((select pg_get_serial_sequence('transactions', 'id')::regclass))
-           from generate_series(1, json_array_length($3::text::json) - (select count(*) from known))
+           from generate_series(
+               1, (select count(*) from {texts_of("$3")}) - (select count(*) from known))
        ) as ids,
        now() as now
 from held
