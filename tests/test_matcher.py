@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from service.domain.index import DocumentIndex
+from service.domain.index import DocumentIndex, _SortedKeys
 from service.domain.matcher import (
     DEFAULT_MATCH_KEYS,
     MAX_TOKENS,
@@ -857,8 +857,6 @@ def test_index_text_one_edit_from_another_documents_symbol_fetches_nothing() -> 
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 100, 1000])
 def test_index_sorted_keys_find_what_a_scan_finds(size: int) -> None:
     """One bisect finds where the keys with a prefix start, as a scan would."""
-    from service.domain.index import _SortedKeys
-
     rnd = random.Random(size)
     keys = sorted({f"E-{rnd.randrange(10**4)}" for _ in range(size)})
     sorted_keys = _SortedKeys()

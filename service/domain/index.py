@@ -92,16 +92,15 @@ def _payer_hash(name: str, outstanding: Decimal) -> int:
 
 def _exact_keys(doc: OpenDocument) -> set[str]:
     """A document's exact keys, each once (a Czech number is often its variable symbol)."""
-    keys = {
+    refs = (
         doc.number_norm,
         doc.order_number_norm,
         doc.variable_symbol_norm,
         doc.specific_symbol_norm,
         doc.partner_identifier_norm,
         doc.payment_key_norm,
-    }
-    keys.discard(None)
-    return keys  # type: ignore[return-value]
+    )
+    return {ref for ref in refs if ref is not None}
 
 
 def _post_code(postings: dict[int, _Codes], key: int, code: int) -> None:
@@ -145,35 +144,29 @@ def _post_doc(postings: dict[_K, _DocPosting], key: _K, doc: OpenDocument) -> No
         postings[key] = [current, doc]
 
 
-def _unpost_doc(postings: dict[_K, _DocPosting], key: _K, doc: OpenDocument) -> None:
-    """Drop `doc` (the very object posted) from a key's posting."""
-    current = postings.get(key)
-    if current is None:
-        return
-    if not isinstance(current, list):
-        if current is doc:
-            del postings[key]
-        return
-    for i, posted in enumerate(current):
-        if posted is doc:
-            del current[i]
-            break
-    if len(current) == 1:
-        postings[key] = current[0]
-
-
-def _repost_doc(
-    postings: dict[str, _DocPosting], key: str, old: OpenDocument, new: OpenDocument
+def _replace_doc(
+    postings: dict[_K, _DocPosting], key: _K, old: OpenDocument, new: OpenDocument | None
 ) -> None:
-    """Put `new` where `old` is posted (a new version of the same document)."""
+    """Put `new` (a new version of the same document) where `old`, the very object, is
+    posted; with None, drop it."""
     current = postings.get(key)
     if current is old:
-        postings[key] = new
-    elif isinstance(current, list):
-        for i, posted in enumerate(current):
-            if posted is old:
-                current[i] = new
-                break
+        if new is None:
+            del postings[key]
+        else:
+            postings[key] = new
+        return
+    if not isinstance(current, list):
+        return
+    at = next((i for i, posted in enumerate(current) if posted is old), None)
+    if at is None:
+        return
+    if new is not None:
+        current[at] = new
+        return
+    del current[at]
+    if len(current) == 1:
+        postings[key] = current[0]
 
 
 class _SortedKeys:
@@ -262,8 +255,8 @@ class DocumentIndex:
         # (each a cache miss once there are a million documents).
         self._exact: dict[str, _DocPosting] = {}
         self._payer: dict[int, _DocPosting] = {}  # documents, as the exact keys
-        # One edit away: (document id, position) codes by the hash of a deletion or of a
-        # whole value; see `_edit_keys`.
+        # One edit away: (document id, reference kinds, position) codes by the hash of a
+        # deletion or of a whole value; see `_edit_keys`.
         self._deleted: dict[int, _Codes] = {}
         # Lengths of the values with one-edit keys: a value can only be one edit from a
         # value one character shorter, as long, or longer.
@@ -329,12 +322,12 @@ class DocumentIndex:
         number, order = doc.number_norm, doc.order_number_norm
         vs, ss = doc.variable_symbol_norm, doc.specific_symbol_norm
         for ref in _exact_keys(doc):
-            _unpost_doc(self._exact, ref, doc)
+            _replace_doc(self._exact, ref, doc, None)
         if not self._near:
             return doc
         payer = doc.partner_name_norm
         if payer is not None:
-            _unpost_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
+            _replace_doc(self._payer, _payer_hash(payer, doc.outstanding), doc, None)
         for value in (number, order):
             if value is not None and len(value) > MIN_NEAR_LENGTH and has_digit(value):
                 self._forward.stale += 1
@@ -358,11 +351,11 @@ class DocumentIndex:
             return None
         updated = doc.with_paid(paid)
         for ref in _exact_keys(doc):
-            _repost_doc(self._exact, ref, doc, updated)
+            _replace_doc(self._exact, ref, doc, updated)
         payer = doc.partner_name_norm
         if payer is not None and self._near:
             # Only the payer-amount key depends on what is paid.
-            _unpost_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
+            _replace_doc(self._payer, _payer_hash(payer, doc.outstanding), doc, None)
             _post_doc(self._payer, _payer_hash(payer, updated.outstanding), updated)
         self._docs[doc_id] = updated
         return updated
