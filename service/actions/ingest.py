@@ -119,13 +119,14 @@ async def _store(
         reserving = lane.run(
             lambda: transactions_store.reserve_new(conn, tenant_id, connection_id, list(distinct))
         )
+        # The batch's PAYMENT_RECEIVED events go out as soon as the reservation has the ids.
+        lane.run(lambda: _announce(conn, tenant_id, connection_id, reserving))
         # While they run, the payments' exact keys are worked out (with a pause now and then
         # for the reservation to go out when the lock is in). The exact candidates go out
-        # right behind the reservation, for every payment (one found stored already only
+        # right behind them, for every payment (one found stored already only
         # brings documents nobody asks for): those of the first few as soon as their keys
         # are known, so that the database reads while the rest are worked out, and the
-        # first decisions need not wait for the whole batch's candidates. The batch's
-        # PAYMENT_RECEIVED events follow the first part, for the database to write meanwhile.
+        # first decisions need not wait for the whole batch's candidates.
         config = config_of(connection)
         prepared: list[tuple[str, _Prepared]] = []
         cuts = [0]  # where each part of the exact-candidate fetch starts
@@ -136,8 +137,6 @@ async def _store(
             fetches.append(
                 lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=False))
             )
-            if start == 0:
-                lane.run(lambda: _announce(conn, tenant_id, connection_id, reserving))
             cuts.append(end)
 
         for pid, r in distinct.items():
