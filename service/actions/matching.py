@@ -200,8 +200,7 @@ async def decide_batch(
     parts = list(exact_fetched or [(len(payments), query(exact, False))])
     # Exact keys only: the one-edit keys and prefix lists are for the near-miss pass.
     first = DocumentIndex(near_misses=False)
-    found: list[Record] = []  # every candidate row, each once, as fetched
-    fetched_ids: set[int] = set()
+    exact_ids: set[int] = set()  # ids of every exact candidate row read so far
     # Each payment's candidates as its part comes in; what earlier payments paid in full is
     # dropped (and paid amounts refreshed) when its turn comes.
     reach: list[list[OpenDocument]] = []
@@ -214,9 +213,8 @@ async def decide_batch(
         for i, doc in enumerate(rows):
             # A document an earlier part brought is indexed already, maybe paid since: the
             # row, read as the batch began, would undo that.
-            if doc["id"] not in fetched_ids:
-                fetched_ids.add(doc["id"])
-                found.append(doc)
+            if doc["id"] not in exact_ids:
+                exact_ids.add(doc["id"])
                 first.add(open_document(doc))
             if lane is not None and not i % _YIELD:
                 await asyncio.sleep(0)
@@ -299,7 +297,7 @@ async def decide_batch(
         # The batch's own view first: documents it paid in full stay out, and the ones it
         # paid in part keep what it paid (the database does not have those allocations yet).
         index = DocumentIndex(first.documents())
-        closed = {doc["id"] for doc in found if doc["id"] not in first}
+        closed = {i for i in exact_ids if i not in first}
         for doc in fetched:
             if doc["id"] not in index and doc["id"] not in closed:
                 index.add(open_document(doc))
