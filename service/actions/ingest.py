@@ -284,8 +284,8 @@ class _Writer:
                 allocations.extend(allocation_rows(row, decision))
         if allocations:
             await allocations_store.copy_many(conn, tenant_id, allocations)
-            touched = [a["document_id"] for a in allocations]
-            for doc in await matching_store.recompute_paid(conn, tenant_id, touched, brief=True):
+            # Every allocation here is a new payment's, so it adds to its document.
+            for doc in await matching_store.add_paid(conn, tenant_id, allocations, brief=True):
                 self._documents[doc["id"]] = doc
 
     async def finish(self) -> tuple[list[dict[str, Any]], MatchOutcome]:

@@ -358,9 +358,10 @@ async def book(
     actor: str | None = None,
     received: Sequence[Mapping[str, Any]] = (),
 ) -> MatchOutcome:
-    """Write what the decisions allocate, derive the documents' paid state, append events.
+    """Write what the decisions allocate, add it to the documents' paid state, append events.
 
-    `decisions` maps payment ids (of `rows`) to their decision. Payments in `received` are
+    `decisions` maps payment ids (of `rows`) to their decision; the payments have no active
+    allocation yet. Payments in `received` are
     announced (PAYMENT_RECEIVED) ahead of what matching them caused, in one write.
     """
     outcome = MatchOutcome(rows=list(rows), decisions=dict(decisions))
@@ -381,7 +382,8 @@ async def book(
             touched[allocation["document_id"]] = row["id"]
     if allocations:
         await allocations_store.copy_many(conn, tenant_id, allocations)
-        outcome.documents = await matching_store.recompute_paid(conn, tenant_id, list(touched))
+        # The payments booked here had no active allocation: each adds to its documents.
+        outcome.documents = await matching_store.add_paid(conn, tenant_id, allocations)
         for doc in outcome.documents:
             events.extend(document_events([doc], touched[doc["id"]]))
     await events_store.append_many(conn, tenant_id, events)
@@ -397,6 +399,8 @@ async def match_payments(
     actor: str | None = None,
 ) -> MatchOutcome:
     """Match payments already stored (in this transaction), record the verdicts, book them.
+
+    The payments are unmatched or suggested ones: none has an active allocation.
 
     `configs` maps each payment's connection id to its matching configuration.
     """

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
 
 from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
-from .params import id_list, ids_of, text_list, texts_of
+from .params import decimal_list, decimals_of, id_list, ids_of, text_list, texts_of
 
-__all__ = ["candidates", "lock_tenant", "open_documents", "recompute_paid"]
+__all__ = ["add_paid", "candidates", "lock_tenant", "open_documents", "recompute_paid"]
 
 # Every field of the matcher's OpenDocument by name (see OpenDocument.restore), the
 # references' normalized forms as stored with them included.
@@ -101,6 +103,7 @@ ids as (
 {_SELECT} where d.id = any(array(select id from ids))
 """
 _PREFIX_FETCH = 48
+_ZERO = Decimal(0)
 # Two-key advisory lock space: (this constant, tenant id).
 _MATCH_LOCK = 0x6D617463
 
@@ -171,20 +174,67 @@ where d.tenant_id = $1 and d.id = any({ids_of("$2")})
 """
 
 
+def _returning(brief: bool) -> str:
+    return "returning d.id, d.total, d.paid_amount, d.payment_count" if brief else "returning d.*"
+
+
 async def recompute_paid(
     conn: Connection, tenant_id: int, document_ids: Sequence[int], *, brief: bool = False
 ) -> list[Record]:
     """Set paid amount and payment count from the active allocations; returns the new rows
     (with `brief`, only their id, total, paid_amount and payment_count).
 
-    Derived from the allocations rather than incremented, so a reversal or a retry can never
-    leave the totals out of step with the history.
+    Derived from the allocations rather than incremented, so a reversal can never leave the
+    totals out of step with the history.
     """
-    returning = (
-        "returning d.id, d.total, d.paid_amount, d.payment_count" if brief else "returning d.*"
-    )
     ids = id_list(sorted(set(document_ids)))
-    return list(await conn.fetch(_RECOMPUTE + returning, tenant_id, ids))
+    return list(await conn.fetch(_RECOMPUTE + _returning(brief), tenant_id, ids))
+
+
+# The `= any` on the ids keeps the update a primary-key probe per document: joined with the
+# unnested values alone, it was planned as a hash join over a scan of the tenant's documents.
+_ADD_PAID = f"""
+update documents d set paid_amount = d.paid_amount + v.amount,
+    payment_count = d.payment_count + v.payments, updated_at = now()
+from unnest({ids_of("$2")}, {decimals_of("$3")}, {ids_of("$4")}) v(id, amount, payments)
+where d.tenant_id = $1 and d.id = any({ids_of("$2")}) and d.id = v.id
+"""
+
+
+async def add_paid(
+    conn: Connection,
+    tenant_id: int,
+    allocations: Iterable[Mapping[str, Any]],
+    *,
+    brief: bool = False,
+) -> list[Record]:
+    """Add allocations just booked to their documents' paid state; returns the new rows
+    (with `brief`, only their id, total, paid_amount and payment_count).
+
+    Each allocation must be its payment's first active one on its document (a payment new
+    to it), so that every payment counts once. Half the work of `recompute_paid`, which
+    reads each document's allocations again; both stay in step within the transaction that
+    books the rows, and an increment under the row lock loses nothing to a concurrent one.
+    """
+    amounts: dict[int, Decimal] = {}
+    payments: dict[int, set[int]] = {}
+    for a in allocations:
+        doc = a["document_id"]
+        amounts[doc] = amounts.get(doc, _ZERO) + a["amount"]
+        payments.setdefault(doc, set()).add(a["transaction_id"])
+    if not amounts:
+        return []
+    ids = sorted(amounts)
+    return list(
+        await conn.fetch(
+            _ADD_PAID + _returning(brief),
+            tenant_id,
+            id_list(ids),
+            decimal_list(amounts[i] for i in ids),
+            id_list(len(payments[i]) for i in ids),
+        )
+    )
+
 
 
 async def open_documents(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from decimal import Decimal
 
-__all__ = ["id_list", "ids_of", "text_list", "texts_of"]
+__all__ = ["decimal_list", "decimals_of", "id_list", "ids_of", "text_list", "texts_of"]
 
 
 def text_list(values: Iterable[str]) -> str:
@@ -37,3 +38,13 @@ def id_list(values: Iterable[int]) -> str:
 def ids_of(param: str) -> str:
     """SQL: the bigint[] of an `id_list` parameter such as `$2`."""
     return f"string_to_array({param}, ',')::bigint[]"
+
+
+def decimal_list(values: Iterable[Decimal]) -> str:
+    """Exact amounts as one comma-separated text, read in SQL by `decimals_of`."""
+    return ",".join(map(str, values))
+
+
+def decimals_of(param: str) -> str:
+    """SQL: the numeric[] of a `decimal_list` parameter such as `$3`."""
+    return f"string_to_array({param}, ',')::numeric[]"
