@@ -322,3 +322,28 @@ def test_exact_only_index_answers_exact_lookups_alike(
     if near.near_misses:
         with pytest.raises(ValueError, match="exact lookups only"):
             lean.candidates(near)
+
+
+_REFERENCE_TEXT = st.text(alphabet="E-/ABZ0123456789 ", max_size=40)
+
+
+@SETTINGS
+@given(
+    text=_REFERENCE_TEXT,
+    symbol=st.text(alphabet="0123456789", min_size=1, max_size=12),
+    lengths=st.sets(st.integers(1, 24), max_size=6),
+)
+def test_near_keys_at_known_lengths_are_the_ones_a_reference_can_meet(
+    text: str, symbol: str, lengths: set[int]
+) -> None:
+    """Working out near-miss keys only at the tenant's reference lengths leaves out exactly
+    what the query would drop: glued parts of another length, one-edit keys neither as long
+    as a reference nor one shorter."""
+    payment = Payment(Decimal("10"), "HUF", text, variable_symbol=symbol, specific_symbol=symbol)
+    lookup = lookup_for(payment, MatchConfig())
+    assert sorted(lookup.glued_at(sorted(lengths))) == sorted(
+        g for g in lookup.glued if len(g) in lengths
+    )
+    assert sorted(lookup.fuzzy_at(frozenset(lengths))) == sorted(
+        k for k in lookup.fuzzy if len(k) in lengths or len(k) + 1 in lengths
+    )

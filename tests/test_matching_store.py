@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from service.actions.matching import decide_batch, open_document
-from service.domain.matcher import MatchConfig, decide, default_config
+from service.actions.matching import Lane, decide_batch, open_document
+from service.domain.matcher import MatchConfig, decide, default_config, lookup_for
 from service.domain.models import DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner
 from service.store import documents as documents_store
@@ -137,6 +137,37 @@ async def test_database_candidates_decide_as_every_open_document(
                 # One payment per batch: nothing earlier in the batch changes what is open.
                 [through_database] = await decide_batch(conn, tenant.id, [(payment, config)])
                 assert through_database == decide(payment, every, config), payment
+                # On a lane, as ingest runs it: near-miss keys only at the tenant's lengths.
+                lane = Lane()
+                [on_lane] = await decide_batch(conn, tenant.id, [(payment, config)], lane=lane)
+                await lane.drain()
+                assert on_lane == through_database, payment
+        # Near-miss keys worked out only at the lengths references have fetch the same
+        # documents as every key would (the query drops the others itself).
+        lengths = await matching_store.reference_lengths(conn, tenant.id)
+        assert lengths == sorted({len(v) for d in every for v in _references(d) if v is not None})
+        fetched = 0
+        for config in configs:
+            for payment in payments:
+                lookup = [lookup_for(payment, config)]
+                every_key = await matching_store.candidates(conn, tenant.id, lookup, near=True)
+                at_lengths = await matching_store.candidates(
+                    conn, tenant.id, lookup, near=True, lengths=lengths
+                )
+                assert sorted(r["id"] for r in at_lengths) == sorted(r["id"] for r in every_key), (
+                    payment
+                )
+                fetched += len(every_key)
+        assert fetched > len(payments)  # near misses were found, not only nothing
+
+
+def _references(doc: OpenDocument) -> tuple[str | None, ...]:
+    return (
+        doc.number_norm,
+        doc.order_number_norm,
+        doc.variable_symbol_norm,
+        doc.specific_symbol_norm,
+    )
 
 
 async def test_paid_state_is_recomputed_through_the_primary_key(

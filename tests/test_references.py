@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from service.domain.references import (
     EditKind,
@@ -10,6 +12,7 @@ from service.domain.references import (
     describe_edit,
     edit_distance,
     glued_parts,
+    glued_parts_at,
     is_glued_in,
     is_truncation_of,
     normalize_name,
@@ -226,3 +229,21 @@ def test_glued_parts_need_a_digit_and_four_characters() -> None:
     assert "KOSZI" not in parts  # no digit: a word, not a number
     assert all(len(p) >= 4 for p in parts)
     assert glued_parts("AB12") == []  # nothing proper of length 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Runs of letters and digits, as references glued to words are made of.
+    token=st.lists(
+        st.sampled_from(["E", "-", "/", "AB", "SZLA", "É", "٣", "7", "12", "2026", "0001"]),
+        max_size=10,
+    ).map("".join),
+    lengths=st.sets(st.integers(1, 26), max_size=8),
+)
+@example(token="SZLA1", lengths={4})  # a part without a digit is no number
+def test_glued_parts_at_lengths_are_the_glued_parts_of_those_lengths(
+    token: str, lengths: set[int]
+) -> None:
+    assert sorted(glued_parts_at(token, sorted(lengths))) == sorted(
+        p for p in glued_parts(token) if len(p) in lengths
+    )

@@ -189,11 +189,21 @@ async def decide_batch(
     whole batch's candidates.
     """
 
+    # On a lane, the tenant's reference lengths are read behind the caller's statements: the
+    # near-miss query then works out only keys some reference can meet.
+    lengths: Awaitable[list[int]] | None = None
+    if lane is not None:
+        lengths = lane.run(lambda: matching_store.reference_lengths(conn, tenant_id))
+
+    async def candidates(lookups: Sequence[Lookup], near: bool) -> list[Record]:
+        known = await lengths if near and lengths is not None else None
+        return await matching_store.candidates(conn, tenant_id, lookups, near=near, lengths=known)
+
     def query(lookups: Sequence[Lookup], near: bool) -> Awaitable[list[Record]]:
         # On a lane the query is queued (and goes out at the next await) right away.
         if lane is None:
-            return matching_store.candidates(conn, tenant_id, lookups, near=near)
-        return lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=near))
+            return candidates(lookups, near)
+        return lane.run(lambda: candidates(lookups, near))
 
     if exact is None:
         exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]

@@ -10,7 +10,6 @@ keys reuse the document's own string objects when they are equal.
 
 from __future__ import annotations
 
-import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -29,9 +28,7 @@ from service.domain.matcher import (
     match,
 )
 from service.domain.models import OpenDocument, Payment
-from service.domain.references import (
-    has_digit,
-)
+from service.domain.references import glued_parts_at, has_digit
 
 __all__ = ["DocumentIndex"]
 
@@ -50,9 +47,6 @@ _MASK = (1 << 60) - 1  # fits a two-digit CPython int (32 bytes); collisions onl
 _PREFIX_FETCH = 8 * (MAX_TRUNCATION_HITS + 1)
 _PENDING_LIMIT = 512
 
-
-_DIGIT_CHARS = frozenset("0123456789")
-_DIGIT = re.compile("[0-9]")
 # One-edit keys post a document id with the position of the deleted character in its low bits.
 _POSITION_BITS = 7  # positions go up to MAX_TOKEN_LENGTH + 1
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
@@ -545,28 +539,7 @@ class DocumentIndex:
 
     def _glued(self, token: str) -> list[str]:
         """The parts of `glued_parts(token)` as long as some number: no other can be found."""
-        n = len(token)
-        if token.isascii() and token.isdigit():
-            return []  # every cut would fall between two digits
-        found = _DIGIT.search(token)
-        if found is None:
-            return []
-        first = found.start()
-        last = n - 1 - _DIGIT.search(token[::-1]).start()  # type: ignore[union-attr]
-        parts: list[str] = []
-        for length in self._lengths:
-            if length >= n:
-                break
-            if length < MIN_NEAR_LENGTH:
-                continue
-            # A part must hold a digit, and the cut may not fall between two digits.
-            cut_digits = token[length - 1] in _DIGIT_CHARS and token[length] in _DIGIT_CHARS
-            if first < length and not cut_digits:
-                parts.append(token[:length])
-            k = n - length
-            if last >= k and not (token[k - 1] in _DIGIT_CHARS and token[k] in _DIGIT_CHARS):
-                parts.append(token[k:])
-        return parts
+        return glued_parts_at(token, self._lengths, MIN_NEAR_LENGTH)
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""

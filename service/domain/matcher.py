@@ -7,7 +7,7 @@ freely. The rules are those of DESIGN.md, "Matching rules".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from operator import attrgetter
@@ -18,6 +18,7 @@ from service.domain.references import (
     EditKind,
     deletes,
     glued_parts,
+    glued_parts_at,
     has_digit,
     is_glued_in,
     is_truncation_of,
@@ -244,6 +245,14 @@ class Lookup(NamedTuple):
             found.update(dict.fromkeys(glued_parts(token, MIN_NEAR_LENGTH)))
         return tuple(found)
 
+    def glued_at(self, lengths: Sequence[int]) -> tuple[str, ...]:
+        """`glued`, only the parts as long as one of `lengths` (ascending), when every
+        number has one of those lengths: no other part can be a number."""
+        found: dict[str, None] = {}
+        for token in self.prefixes:
+            found.update(dict.fromkeys(glued_parts_at(token, lengths, MIN_NEAR_LENGTH)))
+        return tuple(found)
+
     @property
     def near_symbols(self) -> tuple[str, ...]:
         """The symbols a near-miss search looks at (a hostile overlong one gets none)."""
@@ -268,6 +277,18 @@ class Lookup(NamedTuple):
         for value in (*self.prefixes, *self.near_symbols):
             found[value] = None
             found.update(dict.fromkeys(sorted(deletes(value))))
+        return tuple(found)
+
+    def fuzzy_at(self, lengths: Collection[int]) -> tuple[str, ...]:
+        """`fuzzy`, only the members as long as a reference or one shorter (its deletions),
+        when every number and symbol has one of `lengths`: no other member can meet one."""
+        found: dict[str, None] = {}
+        for value in (*self.prefixes, *self.near_symbols):
+            n = len(value)
+            if n in lengths or n + 1 in lengths:
+                found[value] = None
+            if n - 1 in lengths or n in lengths:
+                found.update(dict.fromkeys(sorted(deletes(value))))
         return tuple(found)
 
 

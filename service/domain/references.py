@@ -7,6 +7,7 @@ compared upper-cased.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
 # `-`, `/`, `_` and `.` are part of a token (document numbers use them).
 _TOKEN = re.compile(r"""[^\s,;:()\[\]{}"'#!]+""")
 _DIGITS = frozenset("0123456789")
+_DIGIT = re.compile("[0-9]")
 
 
 def tokenize(text: str | None) -> list[str]:
@@ -216,6 +218,35 @@ def glued_parts(token: str, min_length: int = 4) -> list[str]:
             parts.append(token[:k])
     for k in range(1, min(n - min_length, last) + 1):
         if not (digit[k - 1] and digit[k]):
+            parts.append(token[k:])
+    return parts
+
+
+def glued_parts_at(token: str, lengths: Iterable[int], min_length: int = 4) -> list[str]:
+    """The parts of `glued_parts(token, min_length)` whose length is one of `lengths`
+    (ascending): the only ones that can be a number when every number has such a length.
+
+    By length, shortest first, each length's prefix before its suffix.
+    """
+    n = len(token)
+    if token.isascii() and token.isdigit():
+        return []  # every cut would fall between two digits
+    found = _DIGIT.search(token)
+    if found is None:
+        return []
+    first = found.start()
+    last = n - 1 - _DIGIT.search(token[::-1]).start()  # type: ignore[union-attr]
+    parts: list[str] = []
+    for length in lengths:
+        if length >= n:
+            break
+        if length < min_length:
+            continue
+        # A part must hold a digit, and the cut may not fall between two digits.
+        if first < length and not (token[length - 1] in _DIGITS and token[length] in _DIGITS):
+            parts.append(token[:length])
+        k = n - length
+        if last >= k and not (token[k - 1] in _DIGITS and token[k] in _DIGITS):
             parts.append(token[k:])
     return parts
 

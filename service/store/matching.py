@@ -11,7 +11,14 @@ from asyncpg import Connection, Record
 from ..domain.matcher import Lookup
 from .params import decimal_list, decimals_of, id_list, ids_of, text_list, texts_of
 
-__all__ = ["add_paid", "candidates", "lock_tenant", "open_documents", "recompute_paid"]
+__all__ = [
+    "add_paid",
+    "candidates",
+    "lock_tenant",
+    "open_documents",
+    "recompute_paid",
+    "reference_lengths",
+]
 
 # Every field of the matcher's OpenDocument by name (see OpenDocument.restore), the
 # references' normalized forms as stored with them included.
@@ -129,10 +136,30 @@ def _union_of(groups: Iterable[Iterable[str]]) -> list[str]:
     return sorted(found)
 
 
+async def reference_lengths(conn: Connection, tenant_id: int) -> list[int]:
+    """Every length a reference of the tenant's documents has (or had), ascending."""
+    return [
+        r["length"]
+        for r in await conn.fetch(
+            "select length from document_reference_lengths where tenant_id = $1 order by 1",
+            tenant_id,
+        )
+    ]
+
+
 async def candidates(
-    conn: Connection, tenant_id: int, lookups: Sequence[Lookup], *, near: bool
+    conn: Connection,
+    tenant_id: int,
+    lookups: Sequence[Lookup],
+    *,
+    near: bool,
+    lengths: Sequence[int] | None = None,
 ) -> list[Record]:
-    """Open documents any of the lookups may name: one query for a whole batch."""
+    """Open documents any of the lookups may name: one query for a whole batch.
+
+    With the tenant's `reference_lengths`, near-miss keys no reference can meet are not
+    worked out at all (the query would drop them: most words with digits in a text).
+    """
     if not lookups:
         return []
     if not near:
@@ -145,9 +172,16 @@ async def candidates(
         if not any(keys):
             return []
         return list(await conn.fetch(_EXACT, tenant_id, *map(text_list, keys)))
+    if lengths is None:
+        glued = _union_of(lk.glued for lk in lookups)
+        fuzzy = _union_of(lk.fuzzy for lk in lookups)
+    else:
+        known = frozenset(lengths)
+        glued = _union_of(lk.glued_at(lengths) for lk in lookups)
+        fuzzy = _union_of(lk.fuzzy_at(known) for lk in lookups)
     keys = [
-        _union_of(lk.glued for lk in lookups),
-        _union_of(lk.fuzzy for lk in lookups),
+        glued,
+        fuzzy,
         _union_of(lk.prefixes for lk in lookups),
         _union(lk.counterparty_name for lk in lookups),
     ]
@@ -234,7 +268,6 @@ async def add_paid(
             id_list(len(payments[i]) for i in ids),
         )
     )
-
 
 
 async def open_documents(conn: Connection, tenant_id: int, ids: Sequence[int]) -> list[Record]:
