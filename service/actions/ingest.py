@@ -259,29 +259,28 @@ class _Writer:
         ids, fresh, new_row = self._ids, self._fresh, transactions_store.new_row
         tenant_id, connection_id, now = self._tenant_id, self._connection_id, self._now
         rows = []
+        allocations: list[dict[str, Any]] = []
         for position, decision in final:
             self._decided[ids[position]] = decision
-            rows.append(
-                new_row(
-                    fresh[position].record,
-                    verdict(decision),
-                    id=ids[position],
-                    tenant_id=tenant_id,
-                    connection_id=connection_id,
-                    now=now,
-                )
+            row = new_row(
+                fresh[position].record,
+                verdict(decision),
+                id=ids[position],
+                tenant_id=tenant_id,
+                connection_id=connection_id,
+                now=now,
             )
-        self._lane.run(lambda: self._write(rows))
+            rows.append(row)
+            if decision.state is MatchState.MATCHED:
+                allocations.extend(allocation_rows(row, decision))
+        # Everything the writes send is ready before they are queued: between two of them the
+        # connection would otherwise wait for Python.
+        self._lane.run(lambda: self._write(rows, allocations))
 
-    async def _write(self, rows: list[dict[str, Any]]) -> None:
+    async def _write(self, rows: list[dict[str, Any]], allocations: list[dict[str, Any]]) -> None:
         conn, tenant_id = self._conn, self._tenant_id
         await transactions_store.insert_new(conn, rows)
         self._stored.extend(rows)
-        allocations: list[dict[str, Any]] = []
-        for row in rows:
-            decision = self._decided[row["id"]]
-            if decision.state is MatchState.MATCHED:
-                allocations.extend(allocation_rows(row, decision))
         if allocations:
             await allocations_store.copy_many(conn, tenant_id, allocations)
             # Every allocation here is a new payment's, so it adds to its document.
