@@ -19,6 +19,7 @@ from service.store import allocations as allocations_store
 from service.store import connections as connections_store
 from service.store import documents as documents_store
 from service.store import events as events_store
+from service.store import matching as matching_store
 from service.store import params
 from service.store import transactions as transactions_store
 
@@ -510,3 +511,44 @@ async def test_a_batch_fetched_in_parts_decides_as_one_read_before_it(
         "DOCUMENT_PARTIALLY_PAID",
         "DOCUMENT_OVERPAID",
     }
+
+
+async def test_paid_state_added_by_ingest_equals_the_one_derived_from_allocations(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    """Ingest adds each chunk's allocations to its documents; what it adds up to must be
+    what the allocations say, across chunks and batches, for partial and split payments."""
+    tenant_id, connection = await setup({f"Q-2026-{i:04d}": "1000" for i in range(300)})
+    raw = []
+    for i in range(450):
+        # Three payments in a row to one document, so that a chunk adds several to it: two
+        # in part, then the rest, alone or split with a document of its own.
+        n = (i // 3) % 150
+        if i % 3 < 2:
+            text, amount = f"Q-2026-{n:04d}", "300"
+        elif n % 4 == 0:
+            text, amount = f"Q-2026-{n:04d} Q-2026-{n + 150:04d}", "1400"
+        else:
+            text, amount = f"Q-2026-{n:04d}", "400"
+        raw.append(
+            {"provider_transaction_id": f"q{i}", "amount": amount, "remittance_information": text}
+        )
+    for start in (0, 300):  # two batches: the second adds to what the first stored
+        await _ingest(pool, tenant_id, connection, _records(*raw[start : start + 300]))
+    async with pool.acquire() as conn:
+        stored = {
+            r["id"]: (r["paid_amount"], r["payment_count"])
+            for r in await conn.fetch(
+                "select id, paid_amount, payment_count from documents where tenant_id = $1",
+                tenant_id,
+            )
+        }
+        recompute = conn.transaction()  # rolled back: only read
+        await recompute.start()
+        derived = {
+            r["id"]: (r["paid_amount"], r["payment_count"])
+            for r in await matching_store.recompute_paid(conn, tenant_id, list(stored))
+        }
+        await recompute.rollback()
+    assert derived == stored
+    assert sorted(set(stored.values())) == [(0, 0), (1000, 1), (1000, 3)]

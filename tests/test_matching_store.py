@@ -170,7 +170,7 @@ def _references(doc: OpenDocument) -> tuple[str | None, ...]:
     )
 
 
-async def test_paid_state_is_recomputed_through_the_primary_key(
+async def test_paid_state_is_recomputed_and_added_to_through_the_primary_key(
     pool: asyncpg.Pool, make_tenant: MakeTenant
 ) -> None:
     """A batch touches a few hundred of a tenant's documents: each is reached by its key, not
@@ -184,12 +184,21 @@ async def test_paid_state_is_recomputed_through_the_primary_key(
             tenant.id,
         )
         await conn.execute("analyze documents")
-        touched = params.id_list(sorted(r["id"] for r in ids[::50]))  # 400 documents
-        plan = "\n".join(
-            r[0]
-            for r in await conn.fetch(
-                "explain " + matching_store._RECOMPUTE + "returning d.id", tenant.id, touched
+        touched = sorted(r["id"] for r in ids[::50])  # 400 documents
+        plans = [
+            "\n".join(r[0] for r in await conn.fetch("explain " + sql, tenant.id, *args))
+            for sql, args in (
+                (matching_store._RECOMPUTE + "returning d.id", [params.id_list(touched)]),
+                (
+                    matching_store._ADD_PAID + "returning d.id",
+                    [
+                        params.id_list(touched),
+                        params.decimal_list(Decimal("12.5") for _ in touched),
+                        params.id_list(1 for _ in touched),
+                    ],
+                ),
             )
-        )
-    assert "documents_pkey" in plan, plan
-    assert "Seq Scan on documents" not in plan, plan
+        ]
+    for plan in plans:
+        assert "documents_pkey" in plan, plan
+        assert "Seq Scan on documents" not in plan, plan
