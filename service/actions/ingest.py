@@ -228,8 +228,8 @@ class _Writer:
     """Queues the writes for payments as their decisions become final.
 
     PAYMENT_RECEIVED for the whole batch has gone first (`_announce`). Each chunk of decided
-    payments is then copied in with its allocations, and the paid state of the documents
-    they touch is recomputed. PAYMENT_MATCHED and the documents' events (for their final
+    payments is then copied in with its allocations, which are added to the paid state of
+    the documents they touch. PAYMENT_MATCHED and the documents' events (for their final
     state) follow when every chunk is in: the events keep the order and the count they had
     when the batch was written in one go.
     """
@@ -252,7 +252,7 @@ class _Writer:
         self._lane = lane
         self._decided: dict[int, Decision] = {}  # by payment id
         self._stored: list[dict[str, Any]] = []
-        # Documents whose paid state moved, as last recomputed.
+        # Documents whose paid state moved, as last updated.
         self._documents: dict[int, Record] = {}
 
     def decided(self, final: list[tuple[int, Decision]]) -> None:

@@ -1,8 +1,8 @@
 """Running the matcher inside the transaction that stores payments or documents.
 
 The domain decides; this module fetches candidates for a whole batch in two queries (exact
-keys, then near misses for what is left), books the allocations, derives the documents' paid
-state from them and appends the events, all on the caller's connection and transaction.
+keys, then near misses for what is left), books the allocations, adds them to the documents'
+paid state and appends the events, all on the caller's connection and transaction.
 """
 
 from __future__ import annotations
