@@ -371,8 +371,8 @@ async def book(
     """Write what the decisions allocate, add it to the documents' paid state, append events.
 
     `decisions` maps payment ids (of `rows`) to their decision; the payments have no active
-    allocation yet. Payments in `received` are
-    announced (PAYMENT_RECEIVED) ahead of what matching them caused, in one write.
+    allocation yet. Payments in `received` are announced (PAYMENT_RECEIVED) ahead of what
+    matching them caused, in one write.
     """
     outcome = MatchOutcome(rows=list(rows), decisions=dict(decisions))
     allocations: list[dict[str, Any]] = []
