@@ -445,8 +445,17 @@ async def test_list_parameters_arrive_as_sent(pool: asyncpg.Pool) -> None:
             )
             assert sent == values
         for ids in ([], [7], [1, 2**62, 3]):
-            sent = await conn.fetchval(f"select {params.ids_of('$1')}", params.id_list(ids))
+            sent = await conn.fetchval(f"select {params.bigints_of('$1')}", params.number_list(ids))
             assert sent == ids
+        for amounts in (
+            [],
+            [Decimal("0.0001")],
+            [Decimal("12.50"), Decimal("-3"), Decimal("1E+3")],
+        ):
+            sent = await conn.fetchval(
+                f"select {params.numerics_of('$1')}", params.number_list(amounts)
+            )
+            assert sent == amounts
 
 
 async def test_provider_ids_with_quotes_commas_and_backslashes_are_known_again(

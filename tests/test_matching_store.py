@@ -188,13 +188,13 @@ async def test_paid_state_is_recomputed_and_added_to_through_the_primary_key(
         plans = [
             "\n".join(r[0] for r in await conn.fetch("explain " + sql, tenant.id, *args))
             for sql, args in (
-                (matching_store._RECOMPUTE + "returning d.id", [params.id_list(touched)]),
+                (matching_store._RECOMPUTE + "returning d.id", [params.number_list(touched)]),
                 (
                     matching_store._ADD_PAID + "returning d.id",
                     [
-                        params.id_list(touched),
-                        params.decimal_list(Decimal("12.5") for _ in touched),
-                        params.id_list(1 for _ in touched),
+                        params.number_list(touched),
+                        params.number_list(Decimal("12.5") for _ in touched),
+                        params.number_list(1 for _ in touched),
                     ],
                 ),
             )

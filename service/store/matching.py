@@ -9,7 +9,7 @@ from typing import Any
 from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
-from .params import decimal_list, decimals_of, id_list, ids_of, text_list, texts_of
+from .params import bigints_of, number_list, numerics_of, text_list, texts_of
 
 __all__ = [
     "add_paid",
@@ -204,7 +204,7 @@ update documents d set (paid_amount, payment_count) = (
         from allocations a
         where a.document_id = d.id and a.tenant_id = $1 and a.reversed_at is null),
     updated_at = now()
-where d.tenant_id = $1 and d.id = any({ids_of("$2")})
+where d.tenant_id = $1 and d.id = any({bigints_of("$2")})
 """
 
 
@@ -221,7 +221,7 @@ async def recompute_paid(
     Derived from the allocations rather than incremented, so a reversal can never leave the
     totals out of step with the history.
     """
-    ids = id_list(sorted(set(document_ids)))
+    ids = number_list(sorted(set(document_ids)))
     return list(await conn.fetch(_RECOMPUTE + _returning(brief), tenant_id, ids))
 
 
@@ -230,8 +230,8 @@ async def recompute_paid(
 _ADD_PAID = f"""
 update documents d set paid_amount = d.paid_amount + v.amount,
     payment_count = d.payment_count + v.payments, updated_at = now()
-from unnest({ids_of("$2")}, {decimals_of("$3")}, {ids_of("$4")}) v(id, amount, payments)
-where d.tenant_id = $1 and d.id = any({ids_of("$2")}) and d.id = v.id
+from unnest({bigints_of("$2")}, {numerics_of("$3")}, {bigints_of("$4")}) v(id, amount, payments)
+where d.tenant_id = $1 and d.id = any({bigints_of("$2")}) and d.id = v.id
 """
 
 
@@ -263,9 +263,9 @@ async def add_paid(
         await conn.fetch(
             _ADD_PAID + _returning(brief),
             tenant_id,
-            id_list(ids),
-            decimal_list(amounts[i] for i in ids),
-            id_list(len(payments[i]) for i in ids),
+            number_list(ids),
+            number_list(amounts[i] for i in ids),
+            number_list(len(payments[i]) for i in ids),
         )
     )
 

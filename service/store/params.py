@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from decimal import Decimal
 
-__all__ = ["decimal_list", "decimals_of", "id_list", "ids_of", "text_list", "texts_of"]
+__all__ = ["bigints_of", "number_list", "numerics_of", "text_list", "texts_of"]
 
 
 def text_list(values: Iterable[str]) -> str:
@@ -30,21 +30,21 @@ def texts_of(param: str) -> str:
     return f"json_array_elements_text({param}::text::json)"
 
 
-def id_list(values: Iterable[int]) -> str:
-    """Integers as one comma-separated text, read in SQL by `ids_of`."""
+def number_list(values: Iterable[int | Decimal]) -> str:
+    """Integers or exact amounts as one comma-separated text, read in SQL by `bigints_of` or
+    `numerics_of`."""
     return ",".join(map(str, values))
 
 
-def ids_of(param: str) -> str:
-    """SQL: the bigint[] of an `id_list` parameter such as `$2`."""
-    return f"string_to_array({param}, ',')::bigint[]"
+def bigints_of(param: str) -> str:
+    """SQL: the bigint[] of a `number_list` parameter such as `$2`."""
+    return _array_of(param, "bigint")
 
 
-def decimal_list(values: Iterable[Decimal]) -> str:
-    """Exact amounts as one comma-separated text, read in SQL by `decimals_of`."""
-    return ",".join(map(str, values))
+def numerics_of(param: str) -> str:
+    """SQL: the numeric[] of a `number_list` parameter such as `$3`."""
+    return _array_of(param, "numeric")
 
 
-def decimals_of(param: str) -> str:
-    """SQL: the numeric[] of a `decimal_list` parameter such as `$3`."""
-    return f"string_to_array({param}, ',')::numeric[]"
+def _array_of(param: str, element: str) -> str:
+    return f"string_to_array({param}, ',')::{element}[]"
