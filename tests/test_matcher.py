@@ -16,6 +16,7 @@ import pytest
 from service.domain.index import DocumentIndex, _SortedKeys
 from service.domain.matcher import (
     DEFAULT_MATCH_KEYS,
+    MAX_TOKEN_LENGTH,
     MAX_TOKENS,
     Decision,
     MatchConfig,
@@ -44,6 +45,10 @@ FIO = default_config("FIO")
 CS = default_config("CESKA_SPORITELNA")
 COMGATE = default_config("COMGATE")
 GPWEBPAY = default_config("GPWEBPAY")
+
+
+# Every length a reference can have: near-miss keys worked out at these leave none out.
+EVERY_LENGTH = range(1, MAX_TOKEN_LENGTH + 2)
 
 
 def doc(
@@ -627,8 +632,8 @@ def test_hostile_remittance_text_is_bounded() -> None:
     lookup = lookup_for(pay("100", text), BROAD)
     assert len(lookup.tokens) <= MAX_TOKENS
     assert all(len(t) <= 64 for t in lookup.tokens)
-    assert len(lookup.fuzzy) <= 8 * 65 + 2 * 11
-    assert len(lookup.glued) <= 8 * 2 * 64
+    assert len(lookup.fuzzy_at(EVERY_LENGTH)) <= 8 * 65 + 2 * 11
+    assert len(lookup.glued_at(EVERY_LENGTH)) <= 8 * 2 * 64
     decision = run([doc(1, "E-1", "100")], pay("100", text))
     assert decision.state is MatchState.UNMATCHED
 
@@ -645,16 +650,17 @@ def test_lookup_holds_only_what_enabled_keys_need() -> None:
         counterparty_name="  Jan   Novák ",
     )
     fio = lookup_for(payment, FIO)
-    assert fio.tokens == () and fio.glued == () and fio.prefixes == ()
+    assert fio.tokens == () and fio.glued_at(EVERY_LENGTH) == () and fio.prefixes == ()
     assert (fio.variable_symbol, fio.specific_symbol, fio.payment_key) == ("1", "2", None)
     broad = lookup_for(payment, BROAD)
     assert broad.tokens == ("FAKTURA", "2026-0001")
     assert broad.prefixes == ("2026-0001",)
-    assert "2026-001" in broad.fuzzy and "2026-0001" in broad.fuzzy
+    assert {"2026-001", "2026-0001"} <= set(broad.fuzzy_at(EVERY_LENGTH))
     assert (broad.constant_symbol, broad.payment_key) == ("308", "K1")
     assert broad.counterparty_name == "JAN NOVÁK"
     exact = lookup_for(payment, BROAD, near_misses=False)
-    assert exact.fuzzy == () and exact.glued == () and not exact.near_misses
+    assert exact.fuzzy_at(EVERY_LENGTH) == () and exact.glued_at(EVERY_LENGTH) == ()
+    assert not exact.near_misses
     assert lookup_for(pay("-5", "E-1"), BROAD).tokens == ()
 
 
@@ -729,7 +735,8 @@ def test_index_fetches_few_candidates_for_a_typo_in_dense_numbering() -> None:
 def test_hostile_symbols_are_bounded() -> None:
     payment = pay("100", None, variable_symbol="1" * 100_000, specific_symbol="2" * 100_000)
     lookup = lookup_for(payment, BROAD)
-    assert lookup.fuzzy == ()  # no near-miss search on a symbol no bank would send
+    # No near-miss search on a symbol no bank would send.
+    assert lookup.fuzzy_at(EVERY_LENGTH) == ()
     assert run([doc(1, "E-1", "100", variable_symbol="1" * 99_999)], payment).state is (
         MatchState.UNMATCHED
     )

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from service.domain.index import DocumentIndex
 from service.domain.matcher import (
+    MIN_NEAR_LENGTH,
     Decision,
     MatchConfig,
     apply_allocations,
@@ -24,6 +25,9 @@ from service.domain.matcher import (
     split_amount,
 )
 from service.domain.models import DocumentKind, MatchKey, MatchState, OpenDocument, Payment
+from service.domain.references import deletes
+
+from .test_references import glued_by_definition
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -336,14 +340,23 @@ _REFERENCE_TEXT = st.text(alphabet="E-/ABZ0123456789 ", max_size=40)
 def test_near_keys_at_known_lengths_are_the_ones_a_reference_can_meet(
     text: str, symbol: str, lengths: set[int]
 ) -> None:
-    """Working out near-miss keys only at the tenant's reference lengths leaves out exactly
-    what the query would drop: glued parts of another length, one-edit keys neither as long
-    as a reference nor one shorter."""
+    """Near-miss keys worked out at the tenant's reference lengths are exactly those a
+    reference can meet: glued parts as long as one, one-edit keys as long as one or one
+    shorter (its deletions); the same by the definitions, without the length shortcuts."""
     payment = Payment(Decimal("10"), "HUF", text, variable_symbol=symbol, specific_symbol=symbol)
     lookup = lookup_for(payment, MatchConfig())
     assert sorted(lookup.glued_at(sorted(lengths))) == sorted(
-        g for g in lookup.glued if len(g) in lengths
+        {
+            part
+            for token in lookup.prefixes
+            for part in glued_by_definition(token, lengths, MIN_NEAR_LENGTH)
+        }
     )
     assert sorted(lookup.fuzzy_at(frozenset(lengths))) == sorted(
-        k for k in lookup.fuzzy if len(k) in lengths or len(k) + 1 in lengths
+        {
+            key
+            for value in (*lookup.prefixes, *lookup.near_symbols)
+            for key in (value, *deletes(value))
+            if len(key) in lengths or len(key) + 1 in lengths
+        }
     )

@@ -8,7 +8,7 @@ from decimal import Decimal
 import asyncpg
 
 from service.actions.matching import Lane, decide_batch, open_document
-from service.domain.matcher import MatchConfig, decide, default_config, lookup_for
+from service.domain.matcher import MAX_TOKEN_LENGTH, MatchConfig, decide, default_config, lookup_for
 from service.domain.models import DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner
 from service.store import documents as documents_store
@@ -20,6 +20,9 @@ from .conftest import MakeTenant
 
 # Numbers, order numbers and symbols of many lengths, so that near misses of each kind
 # (typo, swap, missing or extra character, glued, truncated) meet lengths that exist and
+# Every length a reference can have: near-miss keys at all of these are every key.
+EVERY_LENGTH = range(1, MAX_TOKEN_LENGTH + 2)
+
 # lengths that do not.
 _DOCUMENTS = [
     ("INVOICE", "E-2026-0123", "1000", {}),
@@ -30,6 +33,8 @@ _DOCUMENTS = [
     ("INVOICE", "FA2026000451", "300", {"partner": "ACME"}),
     ("INVOICE", "FA2026000452", "300", {"partner": "ACME"}),
     ("INVOICE", "X1", "10", {}),
+    # The longest number: a truncation two characters short is no edit of it.
+    ("PROFORMA", "PROFORMA-2026-000777-K", "777", {}),
     # Stored as given, normalized for matching: lower case, a trailing dot, padding.
     (
         "INVOICE",
@@ -56,6 +61,7 @@ _TEXTS = [
     "payment for X2",
     "telefon 36301234567 datum 2026.11.20",
     "nothing here",
+    "zaloha PROFORMA-2026-000777",  # truncated, two characters short of the longest
 ]
 
 
@@ -143,17 +149,17 @@ async def test_database_candidates_decide_as_every_open_document(
                 await lane.drain()
                 assert on_lane == through_database, payment
         # Near-miss keys worked out only at the lengths references have fetch the same
-        # documents as every key would (the query drops the others itself).
+        # documents as the keys of every length do.
         lengths = await matching_store.reference_lengths(conn, tenant.id)
         assert lengths == sorted({len(v) for d in every for v in _references(d) if v is not None})
         fetched = 0
         for config in configs:
             for payment in payments:
                 lookup = [lookup_for(payment, config)]
-                every_key = await matching_store.candidates(conn, tenant.id, lookup, near=True)
-                at_lengths = await matching_store.candidates(
-                    conn, tenant.id, lookup, near=True, lengths=lengths
+                every_key = await matching_store.near_candidates(
+                    conn, tenant.id, lookup, EVERY_LENGTH
                 )
+                at_lengths = await matching_store.near_candidates(conn, tenant.id, lookup, lengths)
                 assert sorted(r["id"] for r in at_lengths) == sorted(r["id"] for r in every_key), (
                     payment
                 )

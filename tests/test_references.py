@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -12,7 +14,6 @@ from service.domain.references import (
     describe_edit,
     edit_distance,
     glued_parts,
-    glued_parts_at,
     is_glued_in,
     is_truncation_of,
     normalize_name,
@@ -21,6 +22,9 @@ from service.domain.references import (
     one_edit,
     tokenize,
 )
+
+# Lengths enough for every part of any token here: no part is left out for its length.
+EVERY_LENGTH = range(1, 100)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_describe_edit_in_digits() -> None:
 )
 def test_is_glued_in(token: str, number: str, glued: bool) -> None:
     assert is_glued_in(number, token) is glued
-    assert (number in glued_parts(token)) is glued
+    assert (number in glued_parts(token, EVERY_LENGTH)) is glued
 
 
 @pytest.mark.parametrize(
@@ -224,11 +228,11 @@ def test_is_truncation_of(token: str, number: str, truncated: bool) -> None:
 
 
 def test_glued_parts_need_a_digit_and_four_characters() -> None:
-    parts = glued_parts("E-2026-7KOSZI")
+    parts = glued_parts("E-2026-7KOSZI", EVERY_LENGTH)
     assert "E-2026-7" in parts
     assert "KOSZI" not in parts  # no digit: a word, not a number
     assert all(len(p) >= 4 for p in parts)
-    assert glued_parts("AB12") == []  # nothing proper of length 4
+    assert glued_parts("AB12", EVERY_LENGTH) == []  # nothing proper of length 4
 
 
 @settings(max_examples=300, deadline=None)
@@ -241,9 +245,27 @@ def test_glued_parts_need_a_digit_and_four_characters() -> None:
     lengths=st.sets(st.integers(1, 26), max_size=8),
 )
 @example(token="SZLA1", lengths={4})  # a part without a digit is no number
-def test_glued_parts_at_lengths_are_the_glued_parts_of_those_lengths(
+def test_glued_parts_are_those_the_definition_gives_at_those_lengths(
     token: str, lengths: set[int]
 ) -> None:
-    assert sorted(glued_parts_at(token, sorted(lengths))) == sorted(
-        p for p in glued_parts(token) if len(p) in lengths
+    assert sorted(glued_parts(token, sorted(lengths))) == sorted(
+        glued_by_definition(token, lengths)
     )
+
+
+def glued_by_definition(token: str, lengths: Collection[int], min_length: int = 4) -> list[str]:
+    """Every proper prefix and suffix of `token` of one of `lengths`, at least `min_length`
+    long, holding an ASCII digit, cut elsewhere than between two digits: by the letter of
+    `glued_parts`' docstring, without its index arithmetic."""
+
+    def digit(c: str) -> bool:
+        return c in "0123456789"
+
+    parts = []
+    for k in range(1, len(token)):
+        cut_allowed = not (digit(token[k - 1]) and digit(token[k]))
+        for part in (token[:k], token[k:]):
+            long_enough = len(part) in lengths and len(part) >= min_length
+            if long_enough and any(map(digit, part)) and cut_allowed:
+                parts.append(part)
+    return parts

@@ -135,7 +135,7 @@ async def _store(
         def fetch(start: int, end: int) -> None:
             lookups = [p.lookup for _, p in prepared[start:end]]
             fetches.append(
-                lane.run(lambda: matching_store.candidates(conn, tenant_id, lookups, near=False))
+                lane.run(lambda: matching_store.exact_candidates(conn, tenant_id, lookups))
             )
             cuts.append(end)
 

@@ -189,25 +189,26 @@ async def decide_batch(
     whole batch's candidates.
     """
 
-    # On a lane, the tenant's reference lengths are read behind the caller's statements: the
-    # near-miss query then works out only keys some reference can meet.
+    def query(fetch: Callable[[], Awaitable[list[Record]]]) -> Awaitable[list[Record]]:
+        # On a lane the query is queued (and goes out at the next await) right away.
+        return fetch() if lane is None else lane.run(fetch)
+
+    # The tenant's reference lengths, for the near-miss query to work out only keys some
+    # reference can meet: on a lane read right away, behind the caller's statements;
+    # without one, when the near-miss query is needed.
     lengths: Awaitable[list[int]] | None = None
     if lane is not None:
         lengths = lane.run(lambda: matching_store.reference_lengths(conn, tenant_id))
 
-    async def candidates(lookups: Sequence[Lookup], near: bool) -> list[Record]:
-        known = await lengths if near and lengths is not None else None
-        return await matching_store.candidates(conn, tenant_id, lookups, near=near, lengths=known)
+    async def near_candidates(lookups: Sequence[Lookup]) -> list[Record]:
+        known = await (lengths or matching_store.reference_lengths(conn, tenant_id))
+        return await matching_store.near_candidates(conn, tenant_id, lookups, known)
 
-    def query(lookups: Sequence[Lookup], near: bool) -> Awaitable[list[Record]]:
-        # On a lane the query is queued (and goes out at the next await) right away.
-        if lane is None:
-            return candidates(lookups, near)
-        return lane.run(lambda: candidates(lookups, near))
-
-    if exact is None:
-        exact = [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
-    parts = list(exact_fetched or [(len(payments), query(exact, False))])
+    exact_lookups = exact or [lookup_for(p, cfg, near_misses=False) for p, cfg in payments]
+    if exact_fetched is None:
+        fetch = query(lambda: matching_store.exact_candidates(conn, tenant_id, exact_lookups))
+        exact_fetched = [(len(payments), fetch)]
+    parts = list(exact_fetched)
     # Exact keys only: the one-edit keys and prefix lists are for the near-miss pass.
     first = DocumentIndex(near_misses=False)
     exact_ids: set[int] = set()  # ids of every exact candidate row read so far
@@ -228,7 +229,7 @@ async def decide_batch(
                 first.add(open_document(doc))
             if lane is not None and not i % _YIELD:
                 await asyncio.sleep(0)
-        reach.extend(first.candidates(lookup) for lookup in exact[len(reach) : end])
+        reach.extend(first.candidates(lookup) for lookup in exact_lookups[len(reach) : end])
 
     await take_part()
     decisions: list[Decision | None] = []
@@ -254,10 +255,11 @@ async def decide_batch(
                 if not len(early) % _YIELD:
                     await asyncio.sleep(0)
         if early:
-            early_fetch = query(list(early.values()), True)
+            lookups = list(early.values())
+            early_fetch = query(lambda: near_candidates(lookups))
             await asyncio.sleep(0)  # send it
 
-    for position, ((payment, cfg), refs) in enumerate(zip(payments, exact, strict=True)):
+    for position, ((payment, cfg), refs) in enumerate(zip(payments, exact_lookups, strict=True)):
         while position >= len(reach):
             await take_part()
         docs = reach[position]
@@ -297,7 +299,7 @@ async def decide_batch(
     # Payments that turned out to hit nothing after all: their near-miss query goes ahead
     # of the writes for the last decisions.
     late = [lk for position, lk in pending if position not in early]
-    late_fetch = query(late, True) if late else None
+    late_fetch = query(lambda: near_candidates(late)) if late else None
     if on_decided is not None and final:
         on_decided(final)
     if pending:

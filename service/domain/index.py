@@ -28,7 +28,7 @@ from service.domain.matcher import (
     match,
 )
 from service.domain.models import OpenDocument, Payment
-from service.domain.references import glued_parts_at, has_digit
+from service.domain.references import glued_parts, has_digit
 
 __all__ = ["DocumentIndex"]
 
@@ -538,8 +538,8 @@ class DocumentIndex:
         return found
 
     def _glued(self, token: str) -> list[str]:
-        """The parts of `glued_parts(token)` as long as some number: no other can be found."""
-        return glued_parts_at(token, self._lengths, MIN_NEAR_LENGTH)
+        """The parts of the token as long as some number: no other can be found."""
+        return glued_parts(token, self._lengths, MIN_NEAR_LENGTH)
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""

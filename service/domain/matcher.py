@@ -18,7 +18,6 @@ from service.domain.references import (
     EditKind,
     deletes,
     glued_parts,
-    glued_parts_at,
     has_digit,
     is_glued_in,
     is_truncation_of,
@@ -219,9 +218,10 @@ class Lookup(NamedTuple):
     Exact keys: `tokens` (document number, order number, partner identifier equal to a token),
     the symbols and `payment_key`. Near-miss keys, present only when `near_misses` is true:
     `prefixes` (the digit-bearing tokens near misses are looked for in: numbers that start or
-    end with one of them), `glued` and `fuzzy` (derived on demand from `prefixes` and the
-    symbols, see below) and `counterparty_name` with `amount` (documents of the partner of
-    that name whose outstanding equals the amount). Everything is bounded.
+    end with one of them), `glued_at` and `fuzzy_at` (derived on demand from `prefixes` and
+    the symbols at the lengths references have, see below) and `counterparty_name` with
+    `amount` (documents of the partner of that name whose outstanding equals the amount).
+    Everything is bounded.
 
     A named tuple rather than a frozen dataclass: one is built per payment on the hot path.
     """
@@ -236,21 +236,13 @@ class Lookup(NamedTuple):
     counterparty_name: str | None = None
     amount: Decimal | None = None
 
-    @property
-    def glued(self) -> tuple[str, ...]:
-        """Parts of the near tokens that may be a number glued to other text: fetch document
-        and order numbers equal to one of them."""
-        found: dict[str, None] = {}
-        for token in self.prefixes:
-            found.update(dict.fromkeys(glued_parts(token, MIN_NEAR_LENGTH)))
-        return tuple(found)
-
     def glued_at(self, lengths: Sequence[int]) -> tuple[str, ...]:
-        """`glued`, only the parts as long as one of `lengths` (ascending), when every
-        number has one of those lengths: no other part can be a number."""
+        """Parts of the near tokens that may be a number glued to other text, when every
+        number has one of `lengths` (ascending): fetch document and order numbers equal to
+        one of them."""
         found: dict[str, None] = {}
         for token in self.prefixes:
-            found.update(dict.fromkeys(glued_parts_at(token, lengths, MIN_NEAR_LENGTH)))
+            found.update(dict.fromkeys(glued_parts(token, lengths, MIN_NEAR_LENGTH)))
         return tuple(found)
 
     @property
@@ -264,24 +256,16 @@ class Lookup(NamedTuple):
             if s is not None and MIN_NEAR_LENGTH <= len(s) <= MAX_TOKEN_LENGTH
         )
 
-    @property
-    def fuzzy(self) -> tuple[str, ...]:
-        """The near tokens' and symbols' deletion neighbourhoods: fetch numbers and symbols
-        equal to a member, or one of whose own one-character deletions is a member. That finds
-        everything one edit away, and some two away, which `decide` then discards.
+    def fuzzy_at(self, lengths: Collection[int]) -> tuple[str, ...]:
+        """The near tokens' and symbols' deletion neighbourhoods, when every number and
+        symbol has one of `lengths`: fetch numbers and symbols equal to a member, or one of
+        whose own one-character deletions is a member. That finds everything one edit away,
+        and some two away, which `decide` then discards. Only members as long as a reference
+        or one shorter (its deletions) are kept: no other can meet one.
 
         `DocumentIndex` derives positional deletion keys from the same sources instead, which
         fetch only true one-edit neighbours.
         """
-        found: dict[str, None] = {}
-        for value in (*self.prefixes, *self.near_symbols):
-            found[value] = None
-            found.update(dict.fromkeys(sorted(deletes(value))))
-        return tuple(found)
-
-    def fuzzy_at(self, lengths: Collection[int]) -> tuple[str, ...]:
-        """`fuzzy`, only the members as long as a reference or one shorter (its deletions),
-        when every number and symbol has one of `lengths`: no other member can meet one."""
         found: dict[str, None] = {}
         for value in (*self.prefixes, *self.near_symbols):
             n = len(value)

@@ -198,34 +198,13 @@ def _cut_allowed(left: str, right: str) -> bool:
     return not (left in _DIGITS and right in _DIGITS)
 
 
-def glued_parts(token: str, min_length: int = 4) -> list[str]:
-    """Prefixes and suffixes of a token that may be a number glued to other text.
+def glued_parts(token: str, lengths: Iterable[int], min_length: int = 4) -> list[str]:
+    """Prefixes and suffixes of a token that may be a number glued to other text, of the
+    given `lengths` (ascending): the only ones that can be a number when every number has
+    one of them.
 
     Only parts of at least `min_length` characters that contain a digit, cut where the cut is
     allowed (not between two digits). Proper parts only: the whole token is an exact lookup.
-    """
-    n = len(token)
-    digit = [c in _DIGITS for c in token]
-    if n <= min_length or not any(digit):
-        return []
-    first = digit.index(True)
-    last = n - 1 - digit[::-1].index(True)
-    parts: list[str] = []
-    # A prefix token[:k] holds a digit when the first digit is before k; a suffix token[k:]
-    # when the last digit is at k or after. Index arithmetic keeps this linear and cheap.
-    for k in range(max(min_length, first + 1), n):
-        if not (digit[k - 1] and digit[k]):
-            parts.append(token[:k])
-    for k in range(1, min(n - min_length, last) + 1):
-        if not (digit[k - 1] and digit[k]):
-            parts.append(token[k:])
-    return parts
-
-
-def glued_parts_at(token: str, lengths: Iterable[int], min_length: int = 4) -> list[str]:
-    """The parts of `glued_parts(token, min_length)` whose length is one of `lengths`
-    (ascending): the only ones that can be a number when every number has such a length.
-
     By length, shortest first, each length's prefix before its suffix.
     """
     n = len(token)

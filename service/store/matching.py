@@ -13,8 +13,9 @@ from .params import bigints_of, number_list, numerics_of, text_list, texts_of
 
 __all__ = [
     "add_paid",
-    "candidates",
+    "exact_candidates",
     "lock_tenant",
+    "near_candidates",
     "open_documents",
     "recompute_paid",
     "reference_lengths",
@@ -42,11 +43,10 @@ _PER_KEY = 200
 
 
 def _probe(column: str, keys: str) -> str:
-    """Documents whose `column` equals one of `keys`: a `text_list` parameter or a CTE of (v)."""
-    source = f"{texts_of(keys)} k(v)" if keys.startswith("$") else f"{keys} k(v)"
+    """Documents whose `column` equals one of `keys`, a `text_list` parameter such as `$2`."""
     # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
     return (
-        f"select x.id from {source} cross join lateral ("
+        f"select x.id from {texts_of(keys)} k(v) cross join lateral ("
         f" select d.id from documents d where d.tenant_id = $1 and d.{column} = k.v {_OPEN}"
         f" limit {_PER_KEY}) x"
     )
@@ -67,37 +67,22 @@ with ids as (
 
 # Near misses: glued and one-edit-away references, truncated numbers (prefix or suffix range
 # scans, each bounded), and documents of a named payer whose outstanding equals the amount.
-# Only keys that some document reference can meet are probed (see the lengths table): a
-# glued part as long as one, a one-edit key as long as one or one shorter (a reference's own
-# deletions), a truncated number shorter than the longest.
+# The caller sends only keys some document reference can meet (`near_candidates`).
 # A one-edit key's documents come in id order, as its primary-key range holds them: which
 # ones a probe cut at the limit keeps is then the same every time.
 _NEAR = f"""
-with lengths as (
-    select coalesce(array_agg(l.length), '{{}}') as known, coalesce(max(l.length), 0) as top
-    from document_reference_lengths l where l.tenant_id = $1),
-glued as (
-    select v from {texts_of("$2")} v
-    where length(v) = any((select known from lengths)::int[])),
-edits as (
-    select v from {texts_of("$3")} v
-    where length(v) = any((select known from lengths)::int[])
-       or length(v) + 1 = any((select known from lengths)::int[])),
-cut as (
-    select f from {texts_of("$4")} f
-    where length(f) < (select top from lengths)),
-ids as (
-    {_probe("number_norm", "glued")}
-    union {_probe("order_number_norm", "glued")}
-    union select x.id from edits k(v) cross join lateral (
+with ids as (
+    {_probe("number_norm", "$2")}
+    union {_probe("order_number_norm", "$2")}
+    union select x.id from {texts_of("$3")} k(v) cross join lateral (
         select d.id from document_keys dk join documents d on d.id = dk.document_id {_OPEN}
         where dk.tenant_id = $1 and dk.key = k.v order by dk.document_id limit {_PER_KEY}) x
-    union select x.id from cut q(f) cross join lateral (
+    union select x.id from {texts_of("$4")} q(f) cross join lateral (
         select d.id from documents d
         where d.tenant_id = $1 {_OPEN}
           and d.number_norm ~>=~ q.f and d.number_norm ~<~ (q.f || chr(1114111))
         order by d.number_norm limit $7) x
-    union select x.id from cut q(f) cross join lateral (
+    union select x.id from {texts_of("$4")} q(f) cross join lateral (
         select d.id from documents d
         where d.tenant_id = $1 {_OPEN}
           and reverse(d.number_norm) ~>=~ reverse(q.f)
@@ -147,42 +132,37 @@ async def reference_lengths(conn: Connection, tenant_id: int) -> list[int]:
     ]
 
 
-async def candidates(
-    conn: Connection,
-    tenant_id: int,
-    lookups: Sequence[Lookup],
-    *,
-    near: bool,
-    lengths: Sequence[int] | None = None,
+async def exact_candidates(
+    conn: Connection, tenant_id: int, lookups: Sequence[Lookup]
 ) -> list[Record]:
-    """Open documents any of the lookups may name: one query for a whole batch.
-
-    With the tenant's `reference_lengths`, near-miss keys no reference can meet are not
-    worked out at all (the query would drop them: most words with digits in a text).
-    """
-    if not lookups:
-        return []
-    if not near:
-        keys = [
-            _union_of(lk.tokens for lk in lookups),
-            _union(lk.variable_symbol for lk in lookups),
-            _union(lk.specific_symbol for lk in lookups),
-            _union(lk.payment_key for lk in lookups),
-        ]
-        if not any(keys):
-            return []
-        return list(await conn.fetch(_EXACT, tenant_id, *map(text_list, keys)))
-    if lengths is None:
-        glued = _union_of(lk.glued for lk in lookups)
-        fuzzy = _union_of(lk.fuzzy for lk in lookups)
-    else:
-        known = frozenset(lengths)
-        glued = _union_of(lk.glued_at(lengths) for lk in lookups)
-        fuzzy = _union_of(lk.fuzzy_at(known) for lk in lookups)
+    """Open documents an exact key of any of the lookups names: one query for a batch."""
     keys = [
-        glued,
-        fuzzy,
-        _union_of(lk.prefixes for lk in lookups),
+        _union_of(lk.tokens for lk in lookups),
+        _union(lk.variable_symbol for lk in lookups),
+        _union(lk.specific_symbol for lk in lookups),
+        _union(lk.payment_key for lk in lookups),
+    ]
+    if not any(keys):
+        return []
+    return list(await conn.fetch(_EXACT, tenant_id, *map(text_list, keys)))
+
+
+async def near_candidates(
+    conn: Connection, tenant_id: int, lookups: Sequence[Lookup], lengths: Sequence[int]
+) -> list[Record]:
+    """Open documents any of the lookups may be a near miss of: one query for a batch.
+
+    `lengths` are the tenant's `reference_lengths`: keys no reference can meet are not
+    worked out at all (most words with digits in a text): a glued part as long as one, a
+    one-edit key as long as one or one shorter (a reference's own deletions), a truncated
+    number shorter than the longest.
+    """
+    known = frozenset(lengths)
+    longest = max(lengths, default=0)
+    keys = [
+        _union_of(lk.glued_at(lengths) for lk in lookups),
+        _union_of(lk.fuzzy_at(known) for lk in lookups),
+        [f for f in _union_of(lk.prefixes for lk in lookups) if len(f) < longest],
         _union(lk.counterparty_name for lk in lookups),
     ]
     amounts = sorted(
