@@ -863,14 +863,21 @@ def test_index_text_one_edit_from_another_documents_symbol_fetches_nothing() -> 
 
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 100, 1000])
 def test_index_sorted_keys_find_what_a_scan_finds(size: int) -> None:
-    """One bisect finds where the keys with a prefix start, as a scan would."""
+    """One bisect finds where the keys with a prefix start, as a scan would; keys added
+    since the last sort are found too."""
     rnd = random.Random(size)
     keys = sorted({f"E-{rnd.randrange(10**4)}" for _ in range(size)})
     sorted_keys = _SortedKeys()
     sorted_keys.rebuild(keys)
-    prefixes = ["", "E", "E-9", "F", "D", *keys, *(k[:-1] for k in keys), *(k + "0" for k in keys)]
+    # Added since, still waiting unsorted: found after the sorted ones, or alone.
+    pending = [f"E-{rnd.randrange(10**4)}X" for _ in range(size % 7)] + ["P-1"]
+    for key in pending:
+        sorted_keys.add(key)
+    every = [*keys, *pending]
+    prefixes = ["", "E", "E-9", "F", "D", "P", *every, *(k[:-1] for k in every)]
+    prefixes += [k + "0" for k in keys]
     for prefix in prefixes:
-        expected = [k for k in keys if k.startswith(prefix)]
+        expected = [k for k in every if k.startswith(prefix)]
         start = sorted_keys.first_with(prefix)
         if start is None:
             assert expected == []
