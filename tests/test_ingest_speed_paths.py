@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,14 @@ import pytest
 from service import db
 from service.actions import ingest as ingest_module
 from service.actions.ingest import check_records, store_transactions
-from service.actions.matching import Lane, config_of, decide_batch, payment_of, verdict
+from service.actions.matching import (
+    Lane,
+    config_of,
+    decide_batch,
+    payment_of,
+    rematch_for_documents,
+    verdict,
+)
 from service.domain.records import check_document
 from service.store import allocations as allocations_store
 from service.store import connections as connections_store
@@ -36,15 +44,7 @@ def setup(pool: asyncpg.Pool, make_tenant: MakeTenant) -> Setup:
 
     async def make(documents: dict[str, str]) -> tuple[int, asyncpg.Record]:
         t = await make_tenant()
-        docs = []
-        for i, (number, total) in enumerate(documents.items()):
-            checked = check_document(
-                i, {"kind": "INVOICE", "number": number, "total": total, "currency": "HUF"}
-            )
-            assert isinstance(checked, dict)
-            checked.pop("partner_external_id")
-            checked["partner_id"] = None
-            docs.append(checked)
+        docs = [_document(number, total) for number, total in documents.items()]
         async with pool.acquire() as conn:
             if docs:
                 await documents_store.upsert_many(conn, t.id, docs)
@@ -64,6 +64,17 @@ def setup(pool: asyncpg.Pool, make_tenant: MakeTenant) -> Setup:
         return t.id, connection
 
     return make
+
+
+def _document(number: str, total: str) -> dict[str, Any]:
+    """An invoice in forints, checked as the API checks it, without a partner."""
+    checked = check_document(
+        0, {"kind": "INVOICE", "number": number, "total": total, "currency": "HUF"}
+    )
+    assert isinstance(checked, dict)
+    checked.pop("partner_external_id")
+    checked["partner_id"] = None
+    return checked
 
 
 def _records(*raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -561,3 +572,37 @@ async def test_paid_state_added_by_ingest_equals_the_one_derived_from_allocation
         await recompute.rollback()
     assert derived == stored
     assert sorted(set(stored.values())) == [(0, 0), (1000, 1), (1000, 3)]
+
+
+async def test_a_documents_event_names_the_payment_that_paid_it_last(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    """Two payments settle a document between them, in one batch and, for a document that
+    arrives late, in one re-examination: its one event names the second."""
+    tenant_id, connection = await setup({"L-2026-0001": "100"})
+    paying = [("a", "40", "L-2026-0001"), ("b", "60", "L-2026-0001")]
+    waiting = [("c", "40", "L-2026-0002"), ("d", "60", "L-2026-0002")]
+    new, _ = await _ingest(
+        pool,
+        tenant_id,
+        connection,
+        _records(
+            *(
+                {"provider_transaction_id": p, "amount": a, "remittance_information": text}
+                for p, a, text in paying + waiting
+            )
+        ),
+    )
+    ids = {r["provider_transaction_id"]: r["id"] for r in new}
+    assert [r["match_state"] for r in new] == ["MATCHED", "MATCHED", "UNMATCHED", "UNMATCHED"]
+    async with pool.acquire() as conn, conn.transaction():
+        await matching_store.lock_tenant(conn, tenant_id)
+        [late] = await documents_store.upsert_many(
+            conn, tenant_id, [_document("L-2026-0002", "100")]
+        )
+        outcome = await rematch_for_documents(
+            conn, tenant_id, [late["id"]], datetime(2000, 1, 1, tzinfo=UTC)
+        )
+    assert outcome.matched == 2
+    paid = [(t, i) for t, i in await _events(pool, tenant_id) if t.startswith("DOCUMENT_")]
+    assert paid == [("DOCUMENT_PAID", ids["b"]), ("DOCUMENT_PAID", ids["d"])]

@@ -28,7 +28,6 @@ from .matching import (
     allocation_rows,
     config_of,
     decide_batch,
-    document_events,
     payment_of,
     verdict,
 )
@@ -296,19 +295,8 @@ class _Writer:
             rows=list(new),
             documents=list(self._documents.values()),
         )
-        events: list[dict[str, Any]] = []
-        touched_by: dict[int, int] = {}  # document -> the last payment that paid it
-        for row in new:
-            decision = outcome.decisions[row["id"]]
-            if decision.state is MatchState.MATCHED:
-                outcome.matched += 1
-                events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
-                for plan in decision.allocations:
-                    touched_by[plan.document_id] = row["id"]
-        for doc in outcome.documents:
-            events.extend(document_events([doc], touched_by[doc["id"]]))
         # PAYMENT_RECEIVED went first, so the event lock is held already.
-        await events_store.append_many(self._conn, self._tenant_id, events, again=True)
+        await events_store.append_many(self._conn, self._tenant_id, outcome.events(), again=True)
         return new, outcome
 
 

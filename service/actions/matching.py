@@ -66,11 +66,29 @@ _DOCUMENT_EVENT = {
 
 @dataclass(slots=True)
 class MatchOutcome:
-    matched: int = 0
     decisions: dict[int, Decision] = field(default_factory=dict)
     # The payments as stored after matching, and the documents whose paid state moved.
     rows: list[Mapping[str, Any]] = field(default_factory=list)
     documents: list[Record] = field(default_factory=list)
+
+    @property
+    def matched(self) -> int:
+        return sum(self.decisions[r["id"]].state is MatchState.MATCHED for r in self.rows)
+
+    def events(self) -> list[dict[str, Any]]:
+        """PAYMENT_MATCHED for each matched payment in order, then the event of each
+        document whose paid state moved, naming the last payment that paid it."""
+        events: list[dict[str, Any]] = []
+        paid_by: dict[int, int] = {}  # document -> the last payment that paid it
+        for row in self.rows:
+            decision = self.decisions[row["id"]]
+            if decision.state is MatchState.MATCHED:
+                events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
+                for plan in decision.allocations:
+                    paid_by[plan.document_id] = row["id"]
+        for doc in self.documents:
+            events.extend(document_events([doc], paid_by[doc["id"]]))
+        return events
 
 
 class Lane:
@@ -368,37 +386,24 @@ async def book(
     decisions: Mapping[int, Decision],
     *,
     actor: str | None = None,
-    received: Sequence[Mapping[str, Any]] = (),
 ) -> MatchOutcome:
     """Write what the decisions allocate, add it to the documents' paid state, append events.
 
     `decisions` maps payment ids (of `rows`) to their decision; the payments have no active
-    allocation yet. Payments in `received` are announced (PAYMENT_RECEIVED) ahead of what
-    matching them caused, in one write.
+    allocation yet.
     """
     outcome = MatchOutcome(rows=list(rows), decisions=dict(decisions))
-    allocations: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = [
-        {"type": "PAYMENT_RECEIVED", "transaction_id": r["id"], "connection_id": r["connection_id"]}
-        for r in received
+    allocations = [
+        allocation
+        for row in rows
+        if decisions[row["id"]].state is MatchState.MATCHED
+        for allocation in allocation_rows(row, decisions[row["id"]], actor)
     ]
-    touched: dict[int, int] = {}
-    for row in rows:
-        decision = decisions[row["id"]]
-        if decision.state is not MatchState.MATCHED:
-            continue
-        outcome.matched += 1
-        events.append({"type": "PAYMENT_MATCHED", "transaction_id": row["id"]})
-        for allocation in allocation_rows(row, decision, actor):
-            allocations.append(allocation)
-            touched[allocation["document_id"]] = row["id"]
     if allocations:
         await allocations_store.copy_many(conn, tenant_id, allocations)
         # The payments booked here had no active allocation: each adds to its documents.
         outcome.documents = await matching_store.add_paid(conn, tenant_id, allocations)
-        for doc in outcome.documents:
-            events.extend(document_events([doc], touched[doc["id"]]))
-    await events_store.append_many(conn, tenant_id, events)
+    await events_store.append_many(conn, tenant_id, outcome.events())
     return outcome
 
 
