@@ -188,21 +188,16 @@ where d.tenant_id = $1 and d.id = any({bigints_of("$2")})
 """
 
 
-def _returning(brief: bool) -> str:
-    return "returning d.id, d.total, d.paid_amount, d.payment_count" if brief else "returning d.*"
-
-
 async def recompute_paid(
-    conn: Connection, tenant_id: int, document_ids: Sequence[int], *, brief: bool = False
+    conn: Connection, tenant_id: int, document_ids: Sequence[int]
 ) -> list[Record]:
-    """Set paid amount and payment count from the active allocations; returns the new rows
-    (with `brief`, only their id, total, paid_amount and payment_count).
+    """Set paid amount and payment count from the active allocations; returns the new rows.
 
     Derived from the allocations rather than incremented, so a reversal can never leave the
     totals out of step with the history.
     """
     ids = number_list(sorted(set(document_ids)))
-    return list(await conn.fetch(_RECOMPUTE + _returning(brief), tenant_id, ids))
+    return list(await conn.fetch(_RECOMPUTE + "returning d.*", tenant_id, ids))
 
 
 # The `= any` on the ids keeps the update a primary-key probe per document: joined with the
@@ -239,9 +234,10 @@ async def add_paid(
     if not amounts:
         return []
     ids = sorted(amounts)
+    returning = "d.id, d.total, d.paid_amount, d.payment_count" if brief else "d.*"
     return list(
         await conn.fetch(
-            _ADD_PAID + _returning(brief),
+            f"{_ADD_PAID} returning {returning}",
             tenant_id,
             number_list(ids),
             number_list(amounts[i] for i in ids),
