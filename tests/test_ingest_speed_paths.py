@@ -14,8 +14,8 @@ import pytest
 from service import db
 from service.actions import ingest as ingest_module
 from service.actions.ingest import check_records, store_transactions
+from service.actions.lane import Lane
 from service.actions.matching import (
-    Lane,
     config_of,
     decide_batch,
     payment_of,

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from service.actions.matching import Lane, decide_batch, open_document
+from service.actions.lane import Lane
+from service.actions.matching import decide_batch, open_document
 from service.domain.matcher import MAX_TOKEN_LENGTH, MatchConfig, decide, default_config, lookup_for
 from service.domain.models import DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner

@@ -22,8 +22,8 @@ from ..store import connections as connections_store
 from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
+from .lane import Lane
 from .matching import (
-    Lane,
     MatchOutcome,
     allocation_rows,
     config_of,

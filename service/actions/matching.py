@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from asyncpg import Connection, Record
 
@@ -31,9 +31,9 @@ from ..store import connections as connections_store
 from ..store import events as events_store
 from ..store import matching as matching_store
 from ..store import transactions as transactions_store
+from .lane import Lane
 
 __all__ = [
-    "Lane",
     "MatchOutcome",
     "allocation_rows",
     "book",
@@ -46,7 +46,6 @@ __all__ = [
     "verdict",
 ]
 
-_T = TypeVar("_T")
 # The first pass hands on its decisions at least every _CHUNK payments, and as soon as the
 # connection is idle (on a lane) once it has _MIN_CHUNK: fewer cost more in statements than
 # the overlap gains. The first chunk goes at _FIRST_CHUNK, since the database has nothing
@@ -89,50 +88,6 @@ class MatchOutcome:
         for doc in self.documents:
             events.extend(document_events([doc], paid_by[doc["id"]]))
         return events
-
-
-class Lane:
-    """A transaction's statements, run one after another in the background.
-
-    A connection runs one statement at a time; queued here, they run while Python goes on
-    deciding (each waits for the one before, and a failure fails every later one). Python
-    only hands over control at an `await`, so long stretches of work `await asyncio.sleep(0)`
-    now and then to let the next statement go out. Before the transaction ends, `drain` (or,
-    on the way out of an error, `settle`) must have been awaited.
-    """
-
-    __slots__ = ("_tail",)
-
-    def __init__(self) -> None:
-        self._tail: asyncio.Task[Any] | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Whether everything queued so far has run."""
-        return self._tail is None or self._tail.done()
-
-    def run(self, step: Callable[[], Awaitable[_T]]) -> asyncio.Task[_T]:
-        previous = self._tail
-
-        async def chained() -> _T:
-            if previous is not None:
-                await previous
-            return await step()
-
-        task = asyncio.ensure_future(chained())
-        self._tail = task
-        return task
-
-    async def drain(self) -> None:
-        if self._tail is not None:
-            await self._tail
-
-    async def settle(self) -> None:
-        """Wait for whatever is still queued, its failures ignored (already failing)."""
-        if self._tail is not None:
-            await asyncio.wait([self._tail])
-            if not self._tail.cancelled():
-                self._tail.exception()  # retrieved: no "never retrieved" warning
 
 
 def config_of(connection: Mapping[str, Any]) -> MatchConfig:
