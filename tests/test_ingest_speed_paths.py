@@ -22,6 +22,7 @@ from service.actions.matching import (
     rematch_for_documents,
     verdict,
 )
+from service.domain.matcher import lookup_for
 from service.domain.records import check_document
 from service.store import allocations as allocations_store
 from service.store import connections as connections_store
@@ -387,6 +388,56 @@ async def test_the_lane_changes_no_decision_in_a_batch_long_enough_to_hand_over_
     assert sum(map(len, chunks)) == len(records) and len(chunks) > 2, list(map(len, chunks))
     states = {d.state.value for d in plain}
     assert states == {"MATCHED", "SUGGESTED", "UNMATCHED"}
+
+
+async def test_the_first_chunk_is_queued_while_the_connection_is_still_busy(
+    pool: asyncpg.Pool, setup: Setup
+) -> None:
+    """The first decisions go to the lane as soon as there are a few, behind what it is
+    still running, so the database starts on them the moment that is done."""
+    tenant_id, connection = await setup({f"Q-{i:04d}": "100" for i in range(100)})
+    records = _records(
+        *[
+            {
+                "provider_transaction_id": f"q{i}",
+                "amount": "100",
+                "remittance_information": f"Q-{i:04d}",
+            }
+            for i in range(100)
+        ]
+    )
+    config = config_of(connection)
+    payments = [(payment_of(r), config) for r in records]
+    lookups = [lookup_for(p, config, near_misses=False) for p, _ in payments]
+    release = asyncio.Event()
+    handed: list[tuple[int, bool]] = []  # (size, whether the lane was busy)
+    lane = Lane()
+
+    def decided(final: list[Any]) -> None:
+        handed.append((len(final), not lane.idle))
+        release.set()
+
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await matching_store.exact_candidates(conn, tenant_id, lookups)
+        fetched: asyncio.Future[list[asyncpg.Record]] = asyncio.get_running_loop().create_future()
+        fetched.set_result(rows)
+        lane.run(release.wait)  # an earlier statement, still running
+        try:
+            decisions = await decide_batch(
+                conn,
+                tenant_id,
+                payments,
+                exact=lookups,
+                exact_fetched=[(len(payments), fetched)],
+                lane=lane,
+                on_decided=decided,
+            )
+        finally:
+            await lane.settle()
+    assert {d.state.value for d in decisions} == {"MATCHED"}
+    size, busy = handed[0]
+    assert busy and 16 <= size < 64, handed
+    assert sum(size for size, _ in handed) == len(records)
 
 
 async def test_an_ingest_waits_for_a_locked_connection_before_the_event_lock(

@@ -48,9 +48,10 @@ __all__ = [
 
 # The first pass hands on its decisions at least every _CHUNK payments, and as soon as the
 # connection is idle (on a lane) once it has _MIN_CHUNK: fewer cost more in statements than
-# the overlap gains. The first chunk goes at _FIRST_CHUNK, since the database has nothing
-# else to do until then. Queued statements need the event loop for each round trip: long
-# stretches of Python let it run every _YIELD items.
+# the overlap gains. The first chunk goes at _FIRST_CHUNK, whether or not the connection is
+# idle, since the database has nothing else to do once the reads are done. Queued
+# statements need the event loop for each round trip: long stretches of Python let it run
+# every _YIELD items.
 _CHUNK = 256
 _FIRST_CHUNK = 16
 _MIN_CHUNK = 64
@@ -241,18 +242,19 @@ async def decide_batch(
         decision = decide(payment, docs, cfg, refs)
         if decision.state is MatchState.MATCHED:
             first.apply(decision)
-        elif decision.state is MatchState.UNMATCHED and payment.amount > 0:
+        if decision.state is MatchState.UNMATCHED and payment.amount > 0:
             # No exact reference hit anything; near misses can only add suggestions.
             near = early.get(position)
             if near is None:
                 near = lookup_for(payment, cfg)
             pending.append((position, near))
             decisions.append(None)
-            continue
-        decisions.append(decision)
+        else:
+            decisions.append(decision)
+            if on_decided is not None:
+                final.append((position, decision))
         if on_decided is None:
             continue
-        final.append((position, decision))
         if lane is None:
             if len(final) >= _CHUNK:
                 on_decided(final)
@@ -260,9 +262,11 @@ async def decide_batch(
         elif position % _YIELD == 0:
             # Hand over what is final whenever the database has nothing left to do: the
             # writes keep it busy while the rest is decided, in as few statements as that
-            # allows.
+            # allows. The first chunk goes as soon as it is there, queued behind the reads:
+            # the database starts on it the moment they are done instead of waiting for
+            # this loop to notice.
             least = _MIN_CHUNK if handed else _FIRST_CHUNK
-            if len(final) >= _CHUNK or (len(final) >= least and lane.idle):
+            if len(final) >= _CHUNK or (len(final) >= least and (lane.idle or not handed)):
                 on_decided(final)
                 handed += len(final)
                 final = []
