@@ -160,9 +160,10 @@ async def open_hints(conn: Connection, tenant_id: int, limit: int) -> list[Recor
             """
             select d.number, d.total - d.paid_amount as total, d.currency, d.variable_symbol,
                    d.order_number, p.name as partner_name, p.identifier as partner_identifier
-            from documents d left join partners p on p.id = d.partner_id
-            where d.tenant_id = $1 and d.paid_amount < d.total
-            order by d.id desc limit $2
+            from open_documents o join documents d on d.id = o.document_id
+                left join partners p on p.id = d.partner_id
+            where o.tenant_id = $1
+            order by o.document_id desc limit $2
             """,
             tenant_id,
             limit,

@@ -34,21 +34,22 @@ select d.id, d.id as seq, d.kind, d.number, d.total, d.paid_amount as paid,
 from documents d left join partners p on p.id = d.partner_id
 """
 
-# Each arm probes one index of open documents with each key; the arms are a UNION, since
-# one OR over them, or `= any(large array)`, makes the planner fall back to scanning.
-_OPEN = "and d.paid_amount < d.total"
+# Each arm probes one index of `open_documents` (the open documents' references, kept by
+# triggers: see migration 0005) with each key; the arms are a UNION, since one OR over
+# them, or `= any(large array)`, makes the planner fall back to scanning.
 # At most this many documents per key; also keeps each lateral probe a real index probe
 # (a subquery with LIMIT is not flattened into a join the planner could hash).
 _PER_KEY = 200
 
 
 def _probe(column: str, keys: str) -> str:
-    """Documents whose `column` equals one of `keys`, a `text_list` parameter such as `$2`."""
+    """Open documents whose `column` equals one of `keys`, a `text_list` parameter such as
+    `$2`."""
     # LATERAL makes each key an index probe; a join would let the planner hash whole tables.
     return (
         f"select x.id from {texts_of(keys)} k(v) cross join lateral ("
-        f" select d.id from documents d where d.tenant_id = $1 and d.{column} = k.v {_OPEN}"
-        f" limit {_PER_KEY}) x"
+        f" select o.document_id as id from open_documents o"
+        f" where o.tenant_id = $1 and o.{column} = k.v limit {_PER_KEY}) x"
     )
 
 
@@ -56,9 +57,9 @@ _EXACT = f"""
 with ids as (
     {_probe("number_norm", "$2")}
     union {_probe("order_number_norm", "$2")}
-    union select d.id from {texts_of("$2")} k(v)
+    union select o.document_id from {texts_of("$2")} k(v)
         join partners p on p.tenant_id = $1 and p.identifier_norm = k.v
-        join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
+        join open_documents o on o.tenant_id = $1 and o.partner_id = p.id
     union {_probe("variable_symbol_norm", "$3")}
     union {_probe("specific_symbol_norm", "$4")}
     union {_probe("payment_key_norm", "$5")})
@@ -75,22 +76,24 @@ with ids as (
     {_probe("number_norm", "$2")}
     union {_probe("order_number_norm", "$2")}
     union select x.id from {texts_of("$3")} k(v) cross join lateral (
-        select d.id from document_keys dk join documents d on d.id = dk.document_id {_OPEN}
+        select o.document_id as id
+        from document_keys dk join open_documents o on o.document_id = dk.document_id
         where dk.tenant_id = $1 and dk.key = k.v order by dk.document_id limit {_PER_KEY}) x
     union select x.id from {texts_of("$4")} q(f) cross join lateral (
-        select d.id from documents d
-        where d.tenant_id = $1 {_OPEN}
-          and d.number_norm ~>=~ q.f and d.number_norm ~<~ (q.f || chr(1114111))
-        order by d.number_norm limit $7) x
+        select o.document_id as id from open_documents o
+        where o.tenant_id = $1
+          and o.number_norm ~>=~ q.f and o.number_norm ~<~ (q.f || chr(1114111))
+        order by o.number_norm limit $7) x
     union select x.id from {texts_of("$4")} q(f) cross join lateral (
-        select d.id from documents d
-        where d.tenant_id = $1 {_OPEN}
-          and reverse(d.number_norm) ~>=~ reverse(q.f)
-          and reverse(d.number_norm) ~<~ (reverse(q.f) || chr(1114111))
-        order by reverse(d.number_norm) limit $7) x
+        select o.document_id as id from open_documents o
+        where o.tenant_id = $1
+          and reverse(o.number_norm) ~>=~ reverse(q.f)
+          and reverse(o.number_norm) ~<~ (reverse(q.f) || chr(1114111))
+        order by reverse(o.number_norm) limit $7) x
     union select d.id from {texts_of("$5")} k(v)
         join partners p on p.tenant_id = $1 and p.name_norm = k.v
-        join documents d on d.tenant_id = $1 and d.partner_id = p.id {_OPEN}
+        join open_documents o on o.tenant_id = $1 and o.partner_id = p.id
+        join documents d on d.id = o.document_id
         where d.total - d.paid_amount = any($6::numeric[]))
 {_SELECT} where d.id = any(array(select id from ids))
 """
