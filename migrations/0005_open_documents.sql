@@ -7,6 +7,11 @@
 -- heap-only one, and paying a document in full deletes its row here (no index is touched
 -- until vacuum). Lookups read only this table's indexes, so paid documents never crowd a
 -- prefix scan, a partner's list or a reused symbol.
+-- No document may be written between the backfill below and the triggers that keep the table
+-- from then on (a replica still running the old code during a rollout would write one that
+-- neither sees). Creating the triggers takes this lock anyway; taking it first closes the gap.
+lock table documents in share row exclusive mode;
+
 create table open_documents (
     document_id           bigint primary key,
     tenant_id             bigint not null,

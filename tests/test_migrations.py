@@ -173,3 +173,46 @@ async def test_allocations_check_their_payment_and_document_and_reach_the_tenant
                 "insert into allocations (tenant_id, transaction_id, document_id, amount,"
                 " currency, method) values (1, -1, -1, 1, 'HUF', 'AUTO')"
             )
+
+
+async def test_open_documents_upgrade_backfills_and_misses_no_concurrent_write(
+    empty_database: str,
+) -> None:
+    """0005 over a database with documents: the open ones are taken over, and a document an
+    old replica writes while the migration runs waits for it, then lands in the table."""
+    conn = await asyncpg.connect(empty_database)
+    writer = await asyncpg.connect(empty_database)
+    try:
+        for version, path in db._migration_files():
+            if version < "0005":
+                await conn.execute(path.read_text())
+        tid = await conn.fetchval(
+            "insert into tenants (slug, name, plan) values ('m', 'M', 'PROFI') returning id"
+        )
+        insert = (
+            "insert into documents (tenant_id, kind, number, number_norm, total, paid_amount,"
+            " currency) values ($1, 'INVOICE', $2, $2, $3, $4, 'HUF')"
+        )
+        await conn.execute(insert, tid, "OPEN-1", 100, 0)
+        await conn.execute(insert, tid, "PAID-1", 100, 100)
+        [(version, path)] = [(v, p) for v, p in db._migration_files() if v.startswith("0005")]
+        # The writer comes in right after the backfill, before the triggers exist.
+        sql = path.read_text()
+        cut = sql.index("create index open_documents_number ")
+        async with conn.transaction():
+            await conn.execute(sql[:cut])
+            late = asyncio.ensure_future(writer.execute(insert, tid, "LATE-1", 50, 0))
+            await asyncio.sleep(0.3)
+            assert not late.done()  # held until the triggers are in
+            await conn.execute(sql[cut:])
+        await late
+        numbers = {
+            r["number_norm"]
+            for r in await conn.fetch(
+                "select number_norm from open_documents where tenant_id = $1", tid
+            )
+        }
+        assert numbers == {"OPEN-1", "LATE-1"}
+    finally:
+        await writer.close()
+        await conn.close()
