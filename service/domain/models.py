@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from itertools import repeat
+from operator import call
 from typing import Any
 
 from .references import normalize_name, normalize_reference, normalize_symbol
@@ -145,8 +148,9 @@ class OpenDocument:
         `partner_name_norm`) as this module's functions made them when it was stored.
         """
         doc = _blank(cls)
-        for name, put in _RESTORED:
-            put(doc, stored[name])
+        # Every field through its slot's setter, the loop in C: a Python loop was a quarter
+        # of the cost of building a candidate document from its row.
+        deque(map(call, _RESTORED_SETTERS, repeat(doc), map(stored.__getitem__, _RESTORED)), 0)
         _set(doc, "kind", _KINDS[stored["kind"]])
         _set(doc, "constant_symbol_norm", _symbol(stored["constant_symbol"]))
         _set(doc, "outstanding", stored["total"] - stored["paid"])
@@ -169,10 +173,11 @@ _SLOTS = tuple(
 )
 # What `restore` takes as stored: everything but what it converts or derives.
 _RESTORED = tuple(
-    (name, OpenDocument.__dict__[name].__set__)
+    name
     for name in OpenDocument.__slots__
     if name not in ("kind", "constant_symbol_norm", "outstanding")
 )
+_RESTORED_SETTERS = tuple(OpenDocument.__dict__[name].__set__ for name in _RESTORED)
 _KINDS = {k.value: k for k in DocumentKind}
 _blank = object.__new__
 _set = object.__setattr__  # the class is frozen
