@@ -19,11 +19,11 @@ from service.store import partners as partners_store
 
 from .conftest import MakeTenant
 
-# Numbers, order numbers and symbols of many lengths, so that near misses of each kind
-# (typo, swap, missing or extra character, glued, truncated) meet lengths that exist and
 # Every length a reference can have: near-miss keys at all of these are every key.
 EVERY_LENGTH = range(1, MAX_TOKEN_LENGTH + 2)
 
+# Numbers, order numbers and symbols of many lengths, so that near misses of each kind
+# (typo, swap, missing or extra character, glued, truncated) meet lengths that exist and
 # lengths that do not.
 _DOCUMENTS = [
     ("INVOICE", "E-2026-0123", "1000", {}),

@@ -251,8 +251,7 @@ async def decide_batch(
             decisions.append(None)
         else:
             decisions.append(decision)
-            if on_decided is not None:
-                final.append((position, decision))
+            final.append((position, decision))
         if on_decided is None:
             continue
         if lane is None:

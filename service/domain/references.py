@@ -222,10 +222,10 @@ def glued_parts(token: str, lengths: Iterable[int], min_length: int = 4) -> list
         if length < min_length:
             continue
         # A part must hold a digit, and the cut may not fall between two digits.
-        if first < length and not (token[length - 1] in _DIGITS and token[length] in _DIGITS):
+        if first < length and _cut_allowed(token[length - 1], token[length]):
             parts.append(token[:length])
         k = n - length
-        if last >= k and not (token[k - 1] in _DIGITS and token[k] in _DIGITS):
+        if last >= k and _cut_allowed(token[k - 1], token[k]):
             parts.append(token[k:])
     return parts
 
