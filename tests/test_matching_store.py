@@ -6,11 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import asyncpg
+import pytest
 
 from service.actions.lane import Lane
 from service.actions.matching import decide_batch, open_document
 from service.domain.matcher import MAX_TOKEN_LENGTH, MatchConfig, decide, default_config, lookup_for
-from service.domain.models import DocumentKind, OpenDocument, Payment
+from service.domain.models import OPEN_DOCUMENT_FIELDS, DocumentKind, OpenDocument, Payment
 from service.domain.records import check_document, check_partner
 from service.store import documents as documents_store
 from service.store import matching as matching_store
@@ -166,6 +167,28 @@ async def test_database_candidates_decide_as_every_open_document(
                 )
                 fetched += len(every_key)
         assert fetched > len(payments)  # near misses were found, not only nothing
+
+
+def test_a_stored_document_is_restored_from_its_values_in_field_order() -> None:
+    doc = OpenDocument(
+        id=7,
+        seq=7,
+        kind=DocumentKind.PROFORMA,
+        number="E-2026-0123",
+        total=Decimal("1500.50"),
+        paid=Decimal("500"),
+        currency="HUF",
+        constant_symbol="0308",
+        partner_name="Kovács Kft.",
+    )
+    values = [getattr(doc, name) for name in OPEN_DOCUMENT_FIELDS]
+    values[-1] = doc.kind.value  # stored as its value
+    restored = OpenDocument.restore(values)
+    for name in OpenDocument.__slots__:
+        assert getattr(restored, name) == getattr(doc, name), name
+    # A row of another shape is refused rather than read into the wrong fields.
+    with pytest.raises(ValueError, match="values"):
+        OpenDocument.restore(values[1:])
 
 
 def _references(doc: OpenDocument) -> tuple[str | None, ...]:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from asyncpg import Connection, Record
@@ -99,20 +100,14 @@ def config_of(connection: Mapping[str, Any]) -> MatchConfig:
 
 
 def payment_of(row: Mapping[str, Any]) -> Payment:
-    return Payment(
-        amount=row["amount"],
-        currency=row["currency"],
-        remittance_information=row["remittance_information"],
-        variable_symbol=row["variable_symbol"],
-        specific_symbol=row["specific_symbol"],
-        constant_symbol=row["constant_symbol"],
-        payment_key=row["payment_key"],
-        counterparty_name=row["counterparty_name"],
-        counterparty_account=row["counterparty_account"],
-    )
+    """A stored or checked payment row as the matcher's payment."""
+    return Payment._make(_payment_fields(row))
 
 
-def open_document(row: Mapping[str, Any]) -> OpenDocument:
+_payment_fields = itemgetter(*Payment._fields)
+
+
+def open_document(row: Record) -> OpenDocument:
     """A candidate row of `matching_store` as the matcher's document."""
     return OpenDocument.restore(row)
 

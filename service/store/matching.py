@@ -9,6 +9,7 @@ from typing import Any
 from asyncpg import Connection, Record
 
 from ..domain.matcher import Lookup
+from ..domain.models import OPEN_DOCUMENT_FIELDS
 from .params import bigints_of, number_list, numerics_of, text_list, texts_of
 
 __all__ = [
@@ -21,16 +22,36 @@ __all__ = [
     "reference_lengths",
 ]
 
-# Every field of the matcher's OpenDocument by name (see OpenDocument.restore), the
-# references' normalized forms as stored with them included.
-_SELECT = """
-select d.id, d.id as seq, d.kind, d.number, d.total, d.paid_amount as paid,
-       d.currency::text as currency, d.order_number, d.recurring_order_number,
-       d.variable_symbol, d.specific_symbol, d.constant_symbol, d.payment_key, d.partner_id,
-       d.issue_date, p.identifier as partner_identifier, p.name as partner_name,
-       d.number_norm, d.order_number_norm, d.variable_symbol_norm, d.specific_symbol_norm,
-       d.payment_key_norm, p.identifier_norm as partner_identifier_norm,
-       p.name_norm as partner_name_norm
+# Every field of the matcher's OpenDocument, in the order `OpenDocument.restore` takes them,
+# the references' normalized forms as stored with them included.
+_FIELDS = {
+    "id": "d.id",
+    "seq": "d.id",
+    "kind": "d.kind",
+    "number": "d.number",
+    "total": "d.total",
+    "paid": "d.paid_amount",
+    "currency": "d.currency::text",
+    "order_number": "d.order_number",
+    "recurring_order_number": "d.recurring_order_number",
+    "variable_symbol": "d.variable_symbol",
+    "specific_symbol": "d.specific_symbol",
+    "constant_symbol": "d.constant_symbol",
+    "payment_key": "d.payment_key",
+    "partner_id": "d.partner_id",
+    "partner_identifier": "p.identifier",
+    "partner_name": "p.name",
+    "issue_date": "d.issue_date",
+    "number_norm": "d.number_norm",
+    "order_number_norm": "d.order_number_norm",
+    "variable_symbol_norm": "d.variable_symbol_norm",
+    "specific_symbol_norm": "d.specific_symbol_norm",
+    "payment_key_norm": "d.payment_key_norm",
+    "partner_identifier_norm": "p.identifier_norm",
+    "partner_name_norm": "p.name_norm",
+}
+_SELECT = f"""
+select {", ".join(f"{_FIELDS[name]} as {name}" for name in OPEN_DOCUMENT_FIELDS)}
 from documents d left join partners p on p.id = d.partner_id
 """
 
