@@ -5,6 +5,11 @@ and prints payments/s at both sizes and their ratio (near 1 means the cost does 
 the number of documents), with the index's build time and memory.
 
     .venv/bin/python bench/bench_matcher.py [--payments 100000] [--sizes 10000 1000000]
+                                            [--repeat 3] [--slices 10]
+
+The ratio is also taken slice by slice of the payments, each size timed right after the
+other: on a shared machine whose speed drifts by tens of percent over a minute, the median
+of those paired ratios is the figure least disturbed by the drift.
 """
 
 from __future__ import annotations
@@ -211,7 +216,7 @@ def _timed(run: Callable[[], object], repeat: int) -> list[float]:
     return times
 
 
-def bench_size(size: int, payments_count: int, repeat: int) -> tuple[float, Callable[[], object]]:
+def bench_size(size: int, payments_count: int, repeat: int) -> Callable[[int, int], object]:
     rnd = random.Random(SEED + size)
     config = MatchConfig()
     rss_start = _rss_mb()
@@ -223,9 +228,12 @@ def bench_size(size: int, payments_count: int, repeat: int) -> tuple[float, Call
     rss_index = _rss_mb()
     payments = make_payments(docs, payments_count, rnd)
 
-    def match_all() -> None:
-        for payment in payments:
+    def match_slice(start: int, end: int) -> None:
+        for payment in payments[start:end]:
             index.match(payment, config)
+
+    def match_all() -> None:
+        match_slice(0, payments_count)
 
     times = _timed(match_all, repeat)
     best = payments_count / min(times)
@@ -273,17 +281,42 @@ def bench_size(size: int, payments_count: int, repeat: int) -> tuple[float, Call
                 f"    {state.value:<9} {len(group) / payments_count:6.1%} of payments, "
                 f"{rates[state]:,.0f} payments/s"
             )
-    return best, match_all
+    return match_slice
 
 
-def interleaved(runs: dict[int, Callable[[], object]], count: int, rounds: int) -> list[float]:
-    """Best payments/s per size, timing the sizes in turn: a slow spell of a shared machine
-    then hits every size, not only the one measured at that moment."""
-    best = {size: float("inf") for size in runs}
-    for _ in range(rounds):
-        for size, run in runs.items():
-            best[size] = min(best[size], *_timed(run, 1))
-    return [count / best[size] for size in runs]
+def interleaved(
+    runs: dict[int, Callable[[int, int], object]], count: int, rounds: int, slices: int
+) -> tuple[list[float], list[float]]:
+    """Timing the sizes in turn, slice by slice of the payments, so that a slow spell of a
+    shared machine hits every size rather than the one measured at that moment.
+
+    Returns the best payments/s per size over whole passes, and the ratio of the first size's
+    speed to the last's for every slice (each pair timed back to back).
+    """
+    step = -(-count // slices)
+    cuts = [(start, min(start + step, count)) for start in range(0, count, step)]
+    best = dict.fromkeys(runs, float("inf"))
+    ratios = []
+    first, *_, last = runs
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            spent = dict.fromkeys(runs, 0.0)
+            for start, end in cuts:
+                took = {}
+                for size, run in runs.items():
+                    run(start, start + 100)  # its own documents back in the cache first
+                    began = time.perf_counter()
+                    run(start, end)
+                    took[size] = time.perf_counter() - began
+                    spent[size] += took[size]
+                ratios.append(took[last] / took[first])
+            for size in runs:
+                best[size] = min(best[size], spent[size])
+    finally:
+        gc.enable()
+    return [count / best[size] for size in runs], ratios
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -291,19 +324,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--payments", type=int, default=100_000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--slices", type=int, default=10, help="pieces of the payments timed in turn per size"
+    )
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}, one core; mix: {Mix()}")
     runs = {}
     for size in args.sizes:
-        _, runs[size] = bench_size(size, args.payments, args.repeat)
+        runs[size] = bench_size(size, args.payments, args.repeat)
     if len(runs) > 1:
-        rates = interleaved(runs, args.payments, args.repeat)
-        print("--- the sizes timed in turn, best of", args.repeat)
-        for size, rate in zip(runs, rates, strict=True):
-            print(f"  {size:,} open documents: {rate:,.0f} payments/s")
+        rates, ratios = interleaved(runs, args.payments, args.repeat, args.slices)
         print(
-            f"ratio {args.sizes[0]:,} / {args.sizes[-1]:,} documents: "
-            f"{rates[0] / rates[-1]:.2f} (1.00 = cost independent of the number of documents)"
+            f"--- the sizes timed in turn, in {args.slices} slices of the payments,"
+            f" {args.repeat} times"
+        )
+        for size, rate in zip(runs, rates, strict=True):
+            print(f"  {size:,} open documents: {rate:,.0f} payments/s best of {args.repeat}")
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(
+            f"ratio {args.sizes[0]:,} / {args.sizes[-1]:,} documents:"
+            f" best {rates[0] / rates[-1]:.2f};"
+            f" slice by slice, median {quartiles[1]:.2f}"
+            f" (quartiles {quartiles[0]:.2f} to {quartiles[2]:.2f}, {len(ratios)} pairs)"
+            " (1.00 = cost independent of the number of documents)"
         )
 
 
