@@ -62,14 +62,16 @@ async def _backend_pids(pool: asyncpg.Pool) -> list[int]:
 
 def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
     """CPU time of this process and of the given server processes (theirs is -1 where
-    /proc cannot tell, e.g. off Linux or for a server on another machine)."""
+    /proc cannot tell, e.g. off Linux or for a server on another machine).
+
+    The servers' comes from schedstat, in nanoseconds: it is summed over batches of tens
+    of milliseconds, where the 10 ms ticks of /proc/<pid>/stat would be too coarse.
+    """
     total = 0.0
     try:
-        tick = os.sysconf("SC_CLK_TCK")
         for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    except (OSError, ValueError, AttributeError):
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
         total = -1.0
     return time.process_time(), total
 
@@ -179,6 +181,7 @@ async def _round(pool: asyncpg.Pool, number: int, args: argparse.Namespace) -> R
         for r in records
     ]
     backends = await _backend_pids(pool)
+    readable = _cpu_seconds(backends)[1] >= 0
     matched = 0
     pipeline = raw = 0.0
     python_cpu = database_cpu = 0.0
@@ -195,10 +198,7 @@ async def _round(pool: asyncpg.Pool, number: int, args: argparse.Namespace) -> R
         pipeline += time.perf_counter() - began
         after = _cpu_seconds(backends)
         python_cpu += after[0] - cpu[0]
-        if min(after[1], cpu[1], database_cpu) >= 0:
-            database_cpu += after[1] - cpu[1]
-        else:
-            database_cpu = -1.0
+        database_cpu += after[1] - cpu[1]
         began = time.perf_counter()
         async with pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
@@ -218,7 +218,7 @@ async def _round(pool: asyncpg.Pool, number: int, args: argparse.Namespace) -> R
         allocations=allocations,
         events=events,
         python_cpu=python_cpu,
-        database_cpu=database_cpu,
+        database_cpu=database_cpu if readable else -1.0,
     )
 
 
