@@ -1,0 +1,208 @@
+"""An allocation's payment and document: checked per statement (migration 0006), as strictly
+as the foreign keys they replace."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+_COLUMNS = ["tenant_id", "transaction_id", "document_id", "amount", "currency", "method"]
+
+
+@dataclass
+class Parents:
+    tenant: int
+    payments: list[int]
+    documents: list[int]
+
+
+async def _parents(conn: asyncpg.Connection, count: int = 3) -> Parents:
+    tenant = await conn.fetchval(
+        "insert into tenants (slug, name, plan) values ($1, 'x', 'PROFI') returning id",
+        f"r-{uuid.uuid4().hex[:8]}",
+    )
+    connection = await conn.fetchval(
+        "insert into bank_connections (tenant_id, provider, name, status, poll_interval_seconds,"
+        " match_against, match_keys, settings_encrypted)"
+        " values ($1, 'PUSH', 'x', 'ACTIVE', 60, '{INVOICE}', '{DOCUMENT_NUMBER}', '')"
+        " returning id",
+        tenant,
+    )
+    payments = [
+        await conn.fetchval(
+            "insert into transactions (tenant_id, connection_id, provider_transaction_id,"
+            " booking_date, amount, currency) values ($1, $2, $3, current_date, 10, 'HUF')"
+            " returning id",
+            tenant,
+            connection,
+            f"p-{i}",
+        )
+        for i in range(count)
+    ]
+    documents = [
+        await conn.fetchval(
+            "insert into documents (tenant_id, kind, number, number_norm, total, currency)"
+            " values ($1, 'INVOICE', $2, $2, 10, 'HUF') returning id",
+            tenant,
+            f"D-{i}",
+        )
+        for i in range(count)
+    ]
+    return Parents(tenant, payments, documents)
+
+
+def _rows(p: Parents, pairs: list[tuple[int, int]]) -> list[tuple[object, ...]]:
+    return [(p.tenant, t, d, 10, "HUF", "AUTO") for t, d in pairs]
+
+
+async def test_allocations_naming_existing_payments_and_documents_are_written(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        p = await _parents(conn)
+        pairs = [*zip(p.payments, p.documents, strict=True), (p.payments[0], p.documents[1])]
+        await conn.copy_records_to_table("allocations", records=_rows(p, pairs), columns=_COLUMNS)
+        count = await conn.fetchval(
+            "select count(*) from allocations where transaction_id = any($1)", p.payments
+        )
+        assert count == 4
+
+
+@pytest.mark.parametrize("missing", ["payment", "document"])
+@pytest.mark.parametrize("write", ["copy", "insert"])
+async def test_an_allocation_naming_a_missing_parent_fails_and_names_it(
+    pool: asyncpg.Pool, missing: str, write: str
+) -> None:
+    async with pool.acquire() as conn:
+        p = await _parents(conn)
+        absent = 2**62
+        pairs = list(zip(p.payments, p.documents, strict=True))
+        # One bad row among good ones: the whole statement fails.
+        pairs[1] = (absent, pairs[1][1]) if missing == "payment" else (pairs[1][0], absent)
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as caught:
+            if write == "copy":
+                await conn.copy_records_to_table(
+                    "allocations", records=_rows(p, pairs), columns=_COLUMNS
+                )
+            else:
+                await conn.executemany(
+                    "insert into allocations (tenant_id, transaction_id, document_id, amount,"
+                    " currency, method) values ($1, $2, $3, $4, $5, $6)",
+                    _rows(p, pairs),
+                )
+        assert str(caught.value) == f"an allocation names {missing} {absent}, which does not exist"
+        assert caught.value.constraint_name == (
+            "allocations_transaction_id_check"
+            if missing == "payment"
+            else "allocations_document_id_check"
+        )
+        assert not await conn.fetchval(
+            "select count(*) from allocations where transaction_id = any($1)", p.payments
+        )
+
+
+async def test_an_allocation_cannot_be_moved_to_a_missing_document(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        p = await _parents(conn, 1)
+        await conn.copy_records_to_table(
+            "allocations", records=_rows(p, [(p.payments[0], p.documents[0])]), columns=_COLUMNS
+        )
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="names document -5,"):
+            await conn.execute(
+                "update allocations set document_id = -5 where transaction_id = $1", p.payments[0]
+            )
+        # Marking it reversed (what an unmatch does) passes the check.
+        await conn.execute(
+            "update allocations set reversed_at = now() where transaction_id = $1", p.payments[0]
+        )
+
+
+@pytest.mark.parametrize(
+    ("table", "word", "index"),
+    [("transactions", "payment", 0), ("documents", "document", 1)],
+)
+async def test_a_payment_or_document_with_allocations_cannot_be_deleted(
+    pool: asyncpg.Pool, table: str, word: str, index: int
+) -> None:
+    async with pool.acquire() as conn:
+        p = await _parents(conn, 2)
+        allocated = (p.payments, p.documents)[index][0]
+        free = (p.payments, p.documents)[index][1]
+        await conn.copy_records_to_table(
+            "allocations", records=_rows(p, [(p.payments[0], p.documents[0])]), columns=_COLUMNS
+        )
+        with pytest.raises(
+            asyncpg.ForeignKeyViolationError,
+            match=f"^{word} {allocated} has allocations and cannot be deleted$",
+        ):
+            await conn.execute(f"delete from {table} where id = any($1)", [allocated, free])
+        assert await conn.fetchval(f"select count(*) from {table} where id = $1", allocated) == 1
+        # One nothing names goes.
+        await conn.execute(f"delete from {table} where id = $1", free)
+        assert not await conn.fetchval(f"select count(*) from {table} where id = $1", free)
+
+
+_PARENTS = pytest.mark.parametrize("table", ["transactions", "documents"])
+
+
+def _parent(p: Parents, table: str) -> int:
+    return (p.payments if table == "transactions" else p.documents)[0]
+
+
+@_PARENTS
+async def test_ids_that_allocations_name_never_change(pool: asyncpg.Pool, table: str) -> None:
+    async with pool.acquire() as conn:
+        p = await _parents(conn, 1)
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="never changes"):
+            await conn.execute(f"update {table} set id = default where id = $1", _parent(p, table))
+
+
+@_PARENTS
+async def test_a_delete_racing_an_allocation_waits_for_it_and_then_fails(
+    pool: asyncpg.Pool, table: str
+) -> None:
+    """The allocation locks its payment and document as a foreign key would: a delete cannot
+    slip in between the check and the commit."""
+    async with pool.acquire() as writer, pool.acquire() as deleter:
+        p = await _parents(writer, 1)
+        async with writer.transaction():
+            await writer.copy_records_to_table(
+                "allocations",
+                records=_rows(p, [(p.payments[0], p.documents[0])]),
+                columns=_COLUMNS,
+            )
+            deleting = asyncio.ensure_future(
+                deleter.execute(f"delete from {table} where id = $1", _parent(p, table))
+            )
+            await asyncio.sleep(0.3)
+            assert not deleting.done()  # held by the allocation's lock on the row
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="has allocations"):
+            await deleting
+        assert await writer.fetchval(
+            f"select count(*) from {table} where id = $1", _parent(p, table)
+        )
+
+
+@_PARENTS
+async def test_an_allocation_racing_a_delete_waits_for_it_and_then_fails(
+    pool: asyncpg.Pool, table: str
+) -> None:
+    async with pool.acquire() as writer, pool.acquire() as deleter:
+        p = await _parents(writer, 1)
+        async with deleter.transaction():
+            await deleter.execute(f"delete from {table} where id = $1", _parent(p, table))
+            writing = asyncio.ensure_future(
+                writer.copy_records_to_table(
+                    "allocations",
+                    records=_rows(p, [(p.payments[0], p.documents[0])]),
+                    columns=_COLUMNS,
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not writing.done()  # waits to see whether the delete commits
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+            await writing
