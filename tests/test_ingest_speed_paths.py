@@ -440,6 +440,49 @@ async def test_the_first_chunk_is_queued_while_the_connection_is_still_busy(
     assert sum(size for size, _ in handed) == len(records)
 
 
+async def test_the_events_are_worked_out_while_payments_that_hit_nothing_are_written(
+    pool: asyncpg.Pool, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documents' final state is known once the last write with allocations is back:
+    the batch's events are worked out then, while the last chunk (payments that matched
+    nothing, decided after the near-miss read) is still being copied in."""
+    tenant_id, connection = await setup({f"W-2026-{i:04d}": "100" for i in range(3)})
+    records = _records(
+        *[
+            {"provider_transaction_id": f"w{i}", "amount": "100", "remittance_information": text}
+            for i, text in enumerate(
+                [f"W-2026-{i:04d}" for i in range(3)] + ["nothing 12345", "nothing 67890"]
+            )
+        ]
+    )
+    log: list[str] = []
+    insert_new = transactions_store.insert_new
+    events = ingest_module.MatchOutcome.events
+
+    async def slow_insert(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+        await asyncio.sleep(0.05)  # a copy that takes a while
+        await insert_new(conn, rows)
+        log.append(f"stored {sorted(r['match_state'] for r in rows)}")
+
+    def logged_events(outcome: Any) -> list[dict[str, Any]]:
+        log.append("events")
+        return events(outcome)
+
+    monkeypatch.setattr(transactions_store, "insert_new", slow_insert)
+    monkeypatch.setattr(ingest_module.MatchOutcome, "events", logged_events)
+    new, _ = await _ingest(pool, tenant_id, connection, records)
+    assert log == [
+        "stored ['MATCHED', 'MATCHED', 'MATCHED']",
+        "events",
+        "stored ['UNMATCHED', 'UNMATCHED']",
+    ]
+    # The same events as ever, in order, once everything is in.
+    assert [t for t, _ in await _events(pool, tenant_id)] == ["PAYMENT_RECEIVED"] * 5 + [
+        "PAYMENT_MATCHED"
+    ] * 3 + ["DOCUMENT_PAID"] * 3
+    assert [r["match_state"] for r in new] == ["MATCHED"] * 3 + ["UNMATCHED"] * 2
+
+
 async def test_an_ingest_waits_for_a_locked_connection_before_the_event_lock(
     pool: asyncpg.Pool, setup: Setup, database_url: str
 ) -> None:

@@ -229,8 +229,8 @@ class _Writer:
     PAYMENT_RECEIVED for the whole batch has gone first (`_announce`). Each chunk of decided
     payments is then copied in with its allocations, which are added to the paid state of
     the documents they touch. PAYMENT_MATCHED and the documents' events (for their final
-    state) follow when every chunk is in: the events keep the order and the count they had
-    when the batch was written in one go.
+    state) follow every chunk: the events keep the order and the count they had when the
+    batch was written in one go.
     """
 
     def __init__(
@@ -250,9 +250,11 @@ class _Writer:
         self._now = reserved.now
         self._lane = lane
         self._decided: dict[int, Decision] = {}  # by payment id
-        self._stored: list[dict[str, Any]] = []
+        self._rows: dict[int, dict[str, Any]] = {}  # by position in `fresh`
         # Documents whose paid state moved, as last updated.
         self._documents: dict[int, Record] = {}
+        # The last write that moved documents' paid state.
+        self._booked: Awaitable[None] | None = None
 
     def decided(self, final: list[tuple[int, Decision]]) -> None:
         ids, fresh, new_row = self._ids, self._fresh, transactions_store.new_row
@@ -270,16 +272,18 @@ class _Writer:
                 now=now,
             )
             rows.append(row)
+            self._rows[position] = row
             if decision.state is MatchState.MATCHED:
                 allocations.extend(allocation_rows(row, decision))
         # Everything the writes send is ready before they are queued: between two of them the
         # connection would otherwise wait for Python.
-        self._lane.run(lambda: self._write(rows, allocations))
+        written = self._lane.run(lambda: self._write(rows, allocations))
+        if allocations:
+            self._booked = written
 
     async def _write(self, rows: list[dict[str, Any]], allocations: list[dict[str, Any]]) -> None:
         conn, tenant_id = self._conn, self._tenant_id
         await transactions_store.insert_new(conn, rows)
-        self._stored.extend(rows)
         if allocations:
             await allocations_store.copy_many(conn, tenant_id, allocations)
             # Every allocation here is a new payment's, so it adds to its document.
@@ -287,16 +291,23 @@ class _Writer:
                 self._documents[doc["id"]] = doc
 
     async def finish(self) -> tuple[list[dict[str, Any]], MatchOutcome]:
-        await self._lane.drain()
-        by_id = {row["id"]: row for row in self._stored}
-        new = [by_id[i] for i in self._ids if i in by_id]
+        # The events need the documents' final paid state, which the last write with
+        # allocations brings back. They are worked out while the writes after it (of
+        # payments that hit nothing, as a rule) still run, and queued right behind them.
+        if self._booked is not None:
+            await self._booked
+        new = [self._rows[p] for p in range(len(self._fresh)) if p in self._rows]
         outcome = MatchOutcome(
             decisions={r["id"]: self._decided[r["id"]] for r in new},
             rows=list(new),
             documents=list(self._documents.values()),
         )
+        events = outcome.events()
         # PAYMENT_RECEIVED went first, so the event lock is held already.
-        await events_store.append_many(self._conn, self._tenant_id, outcome.events(), again=True)
+        self._lane.run(
+            lambda: events_store.append_many(self._conn, self._tenant_id, events, again=True)
+        )
+        await self._lane.drain()
         return new, outcome
 
 
