@@ -483,6 +483,41 @@ async def test_the_events_are_worked_out_while_payments_that_hit_nothing_are_wri
     assert [r["match_state"] for r in new] == ["MATCHED"] * 3 + ["UNMATCHED"] * 2
 
 
+async def test_a_batch_booked_in_several_writes_announces_every_document(
+    pool: asyncpg.Pool, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events wait for the last write with allocations, not the first: every document
+    a batch pays has its event, with its final state, however many writes booked them."""
+    count = 600
+    tenant_id, connection = await setup({f"M-2026-{i:04d}": "100" for i in range(count)})
+    records = _records(
+        *[
+            {
+                "provider_transaction_id": f"m{i}",
+                "amount": "100",
+                "remittance_information": f"M-2026-{i:04d}",
+            }
+            for i in range(count)
+        ]
+    )
+    writes = 0
+    copy_many = allocations_store.copy_many
+
+    async def counted(*args: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await copy_many(*args)
+
+    monkeypatch.setattr(allocations_store, "copy_many", counted)
+    new, _ = await _ingest(pool, tenant_id, connection, records)
+    assert writes >= 3  # booked chunk by chunk
+    events = await _events(pool, tenant_id)
+    ids = [r["id"] for r in new]
+    assert events == [("PAYMENT_RECEIVED", i) for i in ids] + [
+        ("PAYMENT_MATCHED", i) for i in ids
+    ] + [("DOCUMENT_PAID", i) for i in ids]
+
+
 async def test_an_ingest_waits_for_a_locked_connection_before_the_event_lock(
     pool: asyncpg.Pool, setup: Setup, database_url: str
 ) -> None:
