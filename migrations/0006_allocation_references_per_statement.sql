@@ -8,8 +8,9 @@
 -- The checks keep what the foreign keys guaranteed, under the names they had:
 -- * every allocation written names a payment and a document that exist, and locks them
 --   against deletion until it commits (FOR KEY SHARE, the lock a foreign key takes);
--- * a payment or document that allocations name cannot be deleted or truncated, nor its id
---   changed.
+-- * a payment or document that allocations name cannot be deleted or truncated;
+-- * ids, and an allocation's payment and document, never change (an unmatch marks the
+--   allocation reversed; matching again books a new one), so no update needs a check.
 -- As with a foreign key under READ COMMITTED (the service's level), a delete racing an
 -- allocation waits for its transaction, then sees the allocation and fails. A foreign key
 -- also checks a delete under an older snapshot (REPEATABLE READ, SERIALIZABLE) against rows
@@ -64,10 +65,6 @@ end
 $$;
 
 create trigger allocations_references_insert after insert on allocations
-    referencing new table as new_rows
-    for each statement execute function allocations_check_references();
--- Only an unmatch updates allocations (it marks them reversed), a few rows at a time.
-create trigger allocations_references_update after update on allocations
     referencing new table as new_rows
     for each statement execute function allocations_check_references();
 
@@ -125,18 +122,24 @@ create trigger transactions_truncate_allocated before truncate on transactions
 create trigger documents_truncate_allocated before truncate on documents
     for each statement execute function allocations_keep_parents();
 
--- Ids are identities and never change; refusing it outright keeps every reference valid
--- without a check on each paid-state update (the trigger fires only when an update names id).
-create function refuse_id_change() returns trigger language plpgsql as $$
+-- What references name never changes: refusing a change outright keeps every reference
+-- valid without a check on each update (these fire only when an update names the columns,
+-- which no paid-state update or unmatch does). The argument says what may not change.
+create function refuse_change() returns trigger language plpgsql as $$
 begin
     raise exception using
         errcode = 'foreign_key_violation',
         table = tg_table_name,
-        message = format('the id of a row of %s never changes', tg_table_name);
+        message = format('the %s of a row of %s never changes', tg_argv[0], tg_table_name);
 end
 $$;
 
 create trigger transactions_id_fixed before update of id on transactions
-    for each row when (old.id is distinct from new.id) execute function refuse_id_change();
+    for each row when (old.id is distinct from new.id) execute function refuse_change('id');
 create trigger documents_id_fixed before update of id on documents
-    for each row when (old.id is distinct from new.id) execute function refuse_id_change();
+    for each row when (old.id is distinct from new.id) execute function refuse_change('id');
+create trigger allocations_references_fixed
+    before update of transaction_id, document_id on allocations
+    for each row when ((old.transaction_id, old.document_id)
+                       is distinct from (new.transaction_id, new.document_id))
+    execute function refuse_change('payment or document');

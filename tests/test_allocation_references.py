@@ -19,8 +19,13 @@ class Parents:
     payments: list[int]
     documents: list[int]
 
+    def of(self, table: str) -> list[int]:
+        """The parents stored in `table` (transactions or documents), in id order."""
+        return self.payments if table == "transactions" else self.documents
+
 
 async def _parents(conn: asyncpg.Connection, count: int = 3) -> Parents:
+    """A tenant with `count` payments and `count` documents."""
     tenant = await conn.fetchval(
         "insert into tenants (slug, name, plan) values ($1, 'x', 'PROFI') returning id",
         f"r-{uuid.uuid4().hex[:8]}",
@@ -32,27 +37,25 @@ async def _parents(conn: asyncpg.Connection, count: int = 3) -> Parents:
         " returning id",
         tenant,
     )
-    payments = [
-        await conn.fetchval(
-            "insert into transactions (tenant_id, connection_id, provider_transaction_id,"
-            " booking_date, amount, currency) values ($1, $2, $3, current_date, 10, 'HUF')"
-            " returning id",
-            tenant,
-            connection,
-            f"p-{i}",
-        )
-        for i in range(count)
-    ]
-    documents = [
-        await conn.fetchval(
-            "insert into documents (tenant_id, kind, number, number_norm, total, currency)"
-            " values ($1, 'INVOICE', $2, $2, 10, 'HUF') returning id",
-            tenant,
-            f"D-{i}",
-        )
-        for i in range(count)
-    ]
-    return Parents(tenant, payments, documents)
+    payments = await conn.fetch(
+        "insert into transactions (tenant_id, connection_id, provider_transaction_id,"
+        " booking_date, amount, currency) select $1, $2, 'p-' || g, current_date, 10, 'HUF'"
+        " from generate_series(1, $3::int) g returning id",
+        tenant,
+        connection,
+        count,
+    )
+    documents = await conn.fetch(
+        "insert into documents (tenant_id, kind, number, number_norm, total, currency)"
+        " select $1, 'INVOICE', 'D-' || g, 'D-' || g, 10, 'HUF'"
+        " from generate_series(1, $2::int) g returning id",
+        tenant,
+        count,
+    )
+    return Parents(tenant, sorted(r["id"] for r in payments), sorted(r["id"] for r in documents))
+
+
+_PARENTS = pytest.mark.parametrize("table", ["transactions", "documents"])
 
 
 def _rows(p: Parents, pairs: list[tuple[int, int]]) -> list[tuple[object, ...]]:
@@ -109,40 +112,60 @@ async def test_an_allocation_naming_a_missing_parent_fails_and_names_it(
         )
 
 
-async def test_an_allocation_cannot_be_moved_to_a_missing_document(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize(
+    ("column", "to"),
+    [
+        ("document_id", "missing"),  # to a document that does not exist
+        ("document_id", "other"),  # to one that does
+        ("transaction_id", "other"),
+    ],
+)
+async def test_an_allocations_payment_and_document_never_change(
+    pool: asyncpg.Pool, column: str, to: str
+) -> None:
+    """Moved, an allocation would no longer be the history of what paid what: refused, so
+    that no update needs its references checked again."""
     async with pool.acquire() as conn:
-        p = await _parents(conn, 1)
+        p = await _parents(conn, 2)
         await conn.copy_records_to_table(
             "allocations", records=_rows(p, [(p.payments[0], p.documents[0])]), columns=_COLUMNS
         )
-        with pytest.raises(asyncpg.ForeignKeyViolationError, match="names document -5,"):
+        other = (p.payments if column == "transaction_id" else p.documents)[1]
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as caught:
             await conn.execute(
-                "update allocations set document_id = -5 where transaction_id = $1", p.payments[0]
+                f"update allocations set {column} = $2 where transaction_id = $1",
+                p.payments[0],
+                -5 if to == "missing" else other,
             )
-        # Marking it reversed (what an unmatch does) passes the check.
+        assert caught.value.message == (
+            "the payment or document of a row of allocations never changes"
+        )
+        # Marking it reversed (what an unmatch does) is an update like any other.
         await conn.execute(
-            "update allocations set reversed_at = now() where transaction_id = $1", p.payments[0]
+            "update allocations set reversed_at = now(), reversed_by = 'x'"
+            " where transaction_id = $1",
+            p.payments[0],
         )
 
 
-@pytest.mark.parametrize(
-    ("table", "word", "index"),
-    [("transactions", "payment", 0), ("documents", "document", 1)],
-)
+@_PARENTS
 async def test_a_payment_or_document_with_allocations_cannot_be_deleted(
-    pool: asyncpg.Pool, table: str, word: str, index: int
+    pool: asyncpg.Pool, table: str
 ) -> None:
     async with pool.acquire() as conn:
         p = await _parents(conn, 2)
-        allocated = (p.payments, p.documents)[index][0]
-        free = (p.payments, p.documents)[index][1]
+        allocated, free = p.of(table)
         await conn.copy_records_to_table(
             "allocations", records=_rows(p, [(p.payments[0], p.documents[0])]), columns=_COLUMNS
         )
         with pytest.raises(asyncpg.ForeignKeyViolationError) as caught:
             await conn.execute(f"delete from {table} where id = any($1)", [allocated, free])
+        word, column = (
+            ("payment", "transaction_id")
+            if table == "transactions"
+            else ("document", "document_id")
+        )
         assert caught.value.message == f"{word} {allocated} has allocations and cannot be deleted"
-        column = "transaction_id" if table == "transactions" else "document_id"
         assert caught.value.constraint_name == f"allocations_{column}_fkey"
         assert await conn.fetchval(f"select count(*) from {table} where id = $1", allocated) == 1
         # One nothing names goes.
@@ -150,7 +173,7 @@ async def test_a_payment_or_document_with_allocations_cannot_be_deleted(
         assert not await conn.fetchval(f"select count(*) from {table} where id = $1", free)
 
 
-@pytest.mark.parametrize("table", ["transactions", "documents"])
+@_PARENTS
 async def test_a_parent_of_allocations_cannot_be_truncated(pool: asyncpg.Pool, table: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         p = await _parents(conn, 1)
@@ -188,25 +211,7 @@ async def test_many_allocations_in_one_statement_probe_their_parents(pool: async
     planned as one): the check's cost follows the statement, not the tables' size."""
     count = 5_000
     async with pool.acquire() as conn, conn.transaction():
-        p = await _parents(conn, 1)
-        connection = await conn.fetchval(
-            "select connection_id from transactions where id = $1", p.payments[0]
-        )
-        payments = await conn.fetch(
-            "insert into transactions (tenant_id, connection_id, provider_transaction_id,"
-            " booking_date, amount, currency) select $1, $2, 'many-' || g, current_date, 10,"
-            " 'HUF' from generate_series(1, $3::int) g returning id",
-            p.tenant,
-            connection,
-            count,
-        )
-        documents = await conn.fetch(
-            "insert into documents (tenant_id, kind, number, number_norm, total, currency)"
-            " select $1, 'INVOICE', 'M-' || g, 'M-' || g, 10, 'HUF'"
-            " from generate_series(1, $2::int) g returning id",
-            p.tenant,
-            count,
-        )
+        p = await _parents(conn, count)
         await conn.execute("analyze transactions, documents")
         seq_scans = (
             "select coalesce(sum(pg_stat_get_xact_numscans(c.oid)), 0) from pg_class c"
@@ -215,9 +220,7 @@ async def test_many_allocations_in_one_statement_probe_their_parents(pool: async
         before = await conn.fetchval(seq_scans)
         await conn.copy_records_to_table(
             "allocations",
-            records=_rows(
-                p, [(t["id"], d["id"]) for t, d in zip(payments, documents, strict=True)]
-            ),
+            records=_rows(p, list(zip(p.payments, p.documents, strict=True))),
             columns=_COLUMNS,
         )
         assert await conn.fetchval(seq_scans) == before
@@ -225,16 +228,9 @@ async def test_many_allocations_in_one_statement_probe_their_parents(pool: async
         locked = await conn.fetchval(
             "select count(*) from documents where id = any($1)"
             " and xmax = pg_current_xact_id()::xid",
-            [d["id"] for d in documents],
+            p.documents,
         )
         assert locked == count
-
-
-_PARENTS = pytest.mark.parametrize("table", ["transactions", "documents"])
-
-
-def _parent(p: Parents, table: str) -> int:
-    return (p.payments if table == "transactions" else p.documents)[0]
 
 
 @_PARENTS
@@ -242,7 +238,7 @@ async def test_ids_that_allocations_name_never_change(pool: asyncpg.Pool, table:
     async with pool.acquire() as conn:
         p = await _parents(conn, 1)
         with pytest.raises(asyncpg.ForeignKeyViolationError, match="never changes"):
-            await conn.execute(f"update {table} set id = default where id = $1", _parent(p, table))
+            await conn.execute(f"update {table} set id = default where id = $1", p.of(table)[0])
 
 
 @_PARENTS
@@ -260,15 +256,13 @@ async def test_a_delete_racing_an_allocation_waits_for_it_and_then_fails(
                 columns=_COLUMNS,
             )
             deleting = asyncio.ensure_future(
-                deleter.execute(f"delete from {table} where id = $1", _parent(p, table))
+                deleter.execute(f"delete from {table} where id = $1", p.of(table)[0])
             )
             await asyncio.sleep(0.3)
             assert not deleting.done()  # held by the allocation's lock on the row
         with pytest.raises(asyncpg.ForeignKeyViolationError, match="has allocations"):
             await deleting
-        assert await writer.fetchval(
-            f"select count(*) from {table} where id = $1", _parent(p, table)
-        )
+        assert await writer.fetchval(f"select count(*) from {table} where id = $1", p.of(table)[0])
 
 
 @_PARENTS
@@ -278,7 +272,7 @@ async def test_an_allocation_racing_a_delete_waits_for_it_and_then_fails(
     async with pool.acquire() as writer, pool.acquire() as deleter:
         p = await _parents(writer, 1)
         async with deleter.transaction():
-            await deleter.execute(f"delete from {table} where id = $1", _parent(p, table))
+            await deleter.execute(f"delete from {table} where id = $1", p.of(table)[0])
             writing = asyncio.ensure_future(
                 writer.copy_records_to_table(
                     "allocations",
