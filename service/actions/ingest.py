@@ -249,8 +249,8 @@ class _Writer:
         self._ids = reserved.ids  # by position in `fresh`
         self._now = reserved.now
         self._lane = lane
-        self._decided: dict[int, Decision] = {}  # by payment id
-        self._rows: dict[int, dict[str, Any]] = {}  # by position in `fresh`
+        # Each payment's stored row and decision, by position in `fresh`, as decided.
+        self._decided: dict[int, tuple[dict[str, Any], Decision]] = {}
         # Documents whose paid state moved, as last updated.
         self._documents: dict[int, Record] = {}
         # The last write that moved documents' paid state.
@@ -262,7 +262,6 @@ class _Writer:
         rows = []
         allocations: list[dict[str, Any]] = []
         for position, decision in final:
-            self._decided[ids[position]] = decision
             row = new_row(
                 fresh[position].record,
                 verdict(decision),
@@ -272,7 +271,7 @@ class _Writer:
                 now=now,
             )
             rows.append(row)
-            self._rows[position] = row
+            self._decided[position] = row, decision
             if decision.state is MatchState.MATCHED:
                 allocations.extend(allocation_rows(row, decision))
         # Everything the writes send is ready before they are queued: between two of them the
@@ -296,9 +295,11 @@ class _Writer:
         # payments that hit nothing, as a rule) still run, and queued right behind them.
         if self._booked is not None:
             await self._booked
-        new = [self._rows[p] for p in range(len(self._fresh)) if p in self._rows]
+        # In input order, as the batch came.
+        decided = [self._decided[p] for p in sorted(self._decided)]
+        new = [row for row, _ in decided]
         outcome = MatchOutcome(
-            decisions={r["id"]: self._decided[r["id"]] for r in new},
+            decisions={row["id"]: decision for row, decision in decided},
             rows=list(new),
             documents=list(self._documents.values()),
         )
