@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from service.domain import index as index_module
 from service.domain.index import DocumentIndex, _SortedKeys
 from service.domain.matcher import (
     DEFAULT_MATCH_KEYS,
@@ -358,6 +359,14 @@ CASES = [
         MatchState.SUGGESTED,
         suggested=[1],
         explains=["only part of the number of open invoice E-ABC-2026-123"],
+    ),
+    Case(
+        "the beginning of a number (its end left off)",
+        [doc(1, "E-2026-0123-HU", "100"), doc(2, "E-2026-0124-HU", "100")],
+        pay("100", "szamla E-2026-0123"),
+        MatchState.SUGGESTED,
+        suggested=[1],
+        explains=["only part of the number of open invoice E-2026-0123-HU"],
     ),
     Case(
         "a fragment many numbers share is no suggestion",
@@ -899,3 +908,95 @@ def test_index_payer_and_amount_follow_a_partial_payment() -> None:
         decision = index.match(payment, BROAD)
         assert decision == decide(payment, left, BROAD)
         assert [s.document_id for s in decision.suggestions] == expected
+
+
+def _count_probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the index's one-edit searches and sorted-key bisects from now on."""
+    counts = {"one_edit": 0, "bisect": 0}
+    edit_postings = DocumentIndex._edit_postings
+    first_with = _SortedKeys.first_with
+
+    def counted_edit(self: DocumentIndex, *args: object) -> None:
+        counts["one_edit"] += 1
+        edit_postings(self, *args)  # type: ignore[arg-type]
+
+    def counted_bisect(self: _SortedKeys, prefix: str) -> int | None:
+        counts["bisect"] += 1
+        return first_with(self, prefix)
+
+    monkeypatch.setattr(DocumentIndex, "_edit_postings", counted_edit)
+    monkeypatch.setattr(_SortedKeys, "first_with", counted_bisect)
+    return counts
+
+
+def test_index_token_shaped_like_no_number_costs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numbers shaped A-9999-9999: a token that is no number's shape, part or neighbour
+    (digits glued to a word) is answered from the shapes, with no one-edit or prefix search;
+    one of a number's shape gets the one-edit search, the end of one the search by ends."""
+    docs = [doc(n, f"E-2026-{n:04d}", "100") for n in range(1, 200)]
+    index = DocumentIndex(docs)
+    counts = _count_probes(monkeypatch)
+    unrelated = pay("100", "platba 2026000123PLATBA")
+    assert index.match(unrelated, BROAD) == decide(unrelated, docs, BROAD)
+    assert counts == {"one_edit": 0, "bisect": 0}
+    typo = pay("100", "szamla E-2026-0312")  # 0132 with two digits swapped
+    decision = index.match(typo, BROAD)
+    assert decision == decide(typo, docs, BROAD)
+    assert 132 in {s.document_id for s in decision.suggestions}
+    assert counts == {"one_edit": 1, "bisect": 0}  # as long as a number: not a part of one
+    fragment = pay("100", "szamla 2026-0132")
+    decision = index.match(fragment, BROAD)
+    assert decision == decide(fragment, docs, BROAD)
+    assert [s.document_id for s in decision.suggestions] == [132]
+    assert counts["bisect"] == 1  # the ends of numbers; none starts with digits
+
+
+def test_index_plans_follow_documents_of_a_new_shape() -> None:
+    """What a token of one shape is searched for is remembered, and forgotten when a number
+    of a new shape arrives: the token then finds it."""
+    index = DocumentIndex([doc(1, "E-2026-00001", "100")])  # as long as the new one
+    payment = pay("100", "FV2026/00132")
+    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
+    index.add(doc(2, "FV2026/00123", "100"))
+    decision = index.match(payment, BROAD)
+    assert [s.document_id for s in decision.suggestions] == [2]
+    assert decision == decide(payment, list(index.documents()), BROAD)
+
+
+def test_index_numbers_in_too_many_shapes_get_every_search() -> None:
+    """Random codes as numbers have a shape each: past the limit the shapes are not kept
+    (their sets would grow with the documents), and every search runs as before."""
+    rnd = random.Random(7)
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+    count = index_module._SHAPES_LIMIT + 200
+    docs = [doc(n, "".join(rnd.choices(alphabet, k=16)), "100") for n in range(1, count + 1)]
+    index = DocumentIndex(docs)
+    shapes = index._shapes
+    assert shapes.overflow and not (shapes.whole or shapes.starts or shapes.ends or shapes.near)
+    # One whose fifth and sixth characters differ, with a digit in its first six and a letter
+    # seventh (a number may end there), to be mistyped, glued to a word and cut short.
+    target = next(
+        d
+        for d in docs
+        if d.number[4] != d.number[5]
+        and any(c.isdigit() for c in d.number[:6])
+        and d.number[6].isalpha()
+    )
+    number = target.number
+    for text in (
+        number[:4] + number[5] + number[4] + number[6:],  # two swapped characters
+        number + "-PLATBA",  # glued to a word
+        number[:6],  # its beginning
+    ):
+        payment = pay("100", f"szamla {text}")
+        decision = index.match(payment, BROAD)
+        assert decision == decide(payment, docs, BROAD)
+        assert target.id in {s.document_id for s in decision.suggestions}, text
+
+
+def test_index_remembers_a_bounded_number_of_token_shapes() -> None:
+    index = DocumentIndex([doc(1, "E-2026-0001", "100")])
+    for n in range(index_module._PLANS_LIMIT + 500):
+        shape = format(n, "b").replace("0", "X").replace("1", "7")  # a new shape each
+        index.match(pay("100", f"E{shape}"), BROAD)
+    assert 0 < len(index._plans) <= index_module._PLANS_LIMIT

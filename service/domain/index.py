@@ -6,6 +6,11 @@ O(references in the payment) whatever the number of documents. Memory per docume
 document shares the key, the one-edit keys (a deletion, its position and the kinds of reference
 it comes from) are stored as 60-bit hashes with packed codes instead of strings, and normalized
 keys reuse the document's own string objects when they are equal.
+
+A near-miss token is first looked at through its shape (see `_SHAPE`): which of its searches
+can find anything depends on the shape alone, and numbers come in few shapes, so the answer is
+kept per shape. A token that cannot be glued to, cut from or one edit from any number's shape
+then costs no probe into the tables of millions of keys.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from itertools import combinations, repeat
 from operator import and_
-from typing import TypeAlias, TypeVar
+from string import ascii_letters
+from typing import NamedTuple, TypeAlias, TypeVar
 
 from service.domain.matcher import (
     MAX_TOKEN_LENGTH,
@@ -28,7 +34,7 @@ from service.domain.matcher import (
     match,
 )
 from service.domain.models import OpenDocument, Payment
-from service.domain.references import glued_parts, has_digit
+from service.domain.references import deletes, glued_cuts, has_digit
 
 __all__ = ["DocumentIndex"]
 
@@ -46,6 +52,15 @@ _MASK = (1 << 60) - 1  # fits a two-digit CPython int (32 bytes); collisions onl
 # (MAX_TRUNCATION_HITS) so that it can see the fragment is ambiguous.
 _PREFIX_FETCH = 8 * (MAX_TRUNCATION_HITS + 1)
 _PENDING_LIMIT = 512
+# A reference's shape: each ASCII digit written 9, each ASCII letter A, any other character as
+# it is. A mapping of single characters keeps every relation the near-miss search looks for:
+# a value one edit from another has a shape one edit from (or equal to) the other's shape, a
+# part of a value has the shape of that part of the value's shape.
+_SHAPE = str.maketrans(dict.fromkeys("0123456789", "9") | dict.fromkeys(ascii_letters, "A"))
+_PLANS_LIMIT = 4096  # distinct token shapes remembered; more are only worked out again
+# Numbers in more shapes than this (random codes, not counters) are not told apart by shape:
+# every token then gets every search, as it would without shapes, and the sets stay small.
+_SHAPES_LIMIT = 1024
 
 # One-edit keys post a document id with the position of the deleted character in its low bits.
 _POSITION_BITS = 7  # positions go up to MAX_TOKEN_LENGTH + 1
@@ -59,6 +74,62 @@ _NUMBERS = 1
 _SYMBOLS = 2
 _ID_SHIFT = _POSITION_BITS + 2
 _NO_KINDS = ~(3 << _POSITION_BITS)
+
+
+class _Plan(NamedTuple):
+    """Which near-miss searches a token of one shape needs."""
+
+    cuts: tuple[tuple[int, int], ...]  # glued parts, as (start, end), shaped like some number
+    starts: bool  # some number's shape starts with the token's (and is longer)
+    ends: bool  # some number's shape ends with it
+    one_edit: bool  # some number's shape may be one edit from it
+
+
+class _Shapes:
+    """The shapes of the numbers and order numbers, and every part the searches compare."""
+
+    __slots__ = ("ends", "near", "overflow", "starts", "whole")
+
+    def __init__(self) -> None:
+        self.whole: set[str] = set()
+        self.starts: set[str] = set()  # proper prefixes of the shapes
+        self.ends: set[str] = set()  # proper suffixes
+        self.near: set[str] = set()  # the shapes and their one-character deletions
+        self.overflow = False  # more than _SHAPES_LIMIT shapes: none is told apart
+
+    def add(self, value: str) -> bool:
+        """Take a number's shape; whether that changes any plan."""
+        if self.overflow:
+            return False
+        shape = value.translate(_SHAPE)
+        if shape in self.whole:
+            return False
+        if len(self.whole) >= _SHAPES_LIMIT:
+            self.overflow = True
+            self.whole, self.starts, self.ends, self.near = set(), set(), set(), set()
+            return True
+        self.whole.add(shape)
+        self.starts.update(shape[:i] for i in range(1, len(shape)))
+        self.ends.update(shape[i:] for i in range(1, len(shape)))
+        self.near.add(shape)
+        self.near.update(deletes(shape))
+        return True
+
+    def plan(self, shape: str, lengths: list[int]) -> _Plan:
+        """The searches a token of `shape` needs when numbers have `lengths` (ascending)."""
+        cuts = glued_cuts(shape, lengths, MIN_NEAR_LENGTH)
+        if self.overflow:
+            shorter = bool(lengths) and len(shape) < lengths[-1]
+            return _Plan(tuple(cuts), shorter, shorter, True)
+        whole, near = self.whole, self.near
+        return _Plan(
+            tuple(cut for cut in cuts if shape[slice(*cut)] in whole),
+            shape in self.starts,
+            shape in self.ends,
+            # Symmetric deletes: two values one edit apart share a deletion, or one is a
+            # deletion of the other (a superset: some two edits apart pass too).
+            shape in near or not near.isdisjoint(deletes(shape)),
+        )
 
 
 def _whole_hash(value: str) -> int:
@@ -236,6 +307,8 @@ class DocumentIndex:
         "_lengths",
         "_near",
         "_payer",
+        "_plans",
+        "_shapes",
     )
 
     def __init__(self, documents: Iterable[OpenDocument] = (), *, near_misses: bool = True) -> None:
@@ -259,6 +332,8 @@ class DocumentIndex:
         # Lengths of number and order-number keys: a glued token is cut only at these.
         self._lengths: list[int] = []
         self._backward = _SortedKeys()  # the same keys reversed, for "ends with"
+        self._shapes = _Shapes()  # of the numbers and order numbers with a digit
+        self._plans: dict[str, _Plan] = {}  # by token shape, for the shapes and lengths now
         for doc in documents:
             self.add(doc)
         self.compact()
@@ -299,6 +374,9 @@ class DocumentIndex:
                 if len(value) not in self._lengths:
                     self._lengths.append(len(value))
                     self._lengths.sort()
+                    self._plans.clear()
+                if has_digit(value) and self._shapes.add(value):
+                    self._plans.clear()
                 if len(value) > MIN_NEAR_LENGTH and has_digit(value):
                     self._forward.add(value)
                     self._backward.add(value[::-1])
@@ -374,6 +452,11 @@ class DocumentIndex:
             if v is not None
         }
         self._lengths = sorted({len(k) for k in numbers})
+        self._shapes = _Shapes()  # shapes no number has any more stop costing probes
+        for number in numbers:
+            if has_digit(number):
+                self._shapes.add(number)
+        self._plans.clear()
         keys = [k for k in numbers if len(k) > MIN_NEAR_LENGTH and has_digit(k)]
         self._forward.rebuild(keys)
         self._backward.rebuild(k[::-1] for k in keys)
@@ -465,22 +548,22 @@ class DocumentIndex:
         """Near misses' postings: of documents through the exact and payer keys, of ids
         through the one-edit codes."""
         exact = self._exact
-        longest = self._lengths[-1] if self._lengths else 0
         for token in lookup.prefixes:
+            plan = self._plan(token)
             # The token may be a number glued to other text,
-            parts = self._glued(token)
-            if parts:
+            if plan.cuts:
+                parts = [token[start:end] for start, end in plan.cuts]
                 for part in exact.keys() & parts:
                     add_found(exact[part])
             # or the beginning or end of a number (which is longer),
-            if len(token) < longest:
-                for key in self._truncated(token):
+            if plan.starts or plan.ends:
+                for key in self._truncated(token, plan):
                     posting = exact.get(key)
                     if posting is not None:
                         add_found(posting)
-        # or, like a symbol, one edit away from a number or symbol.
-        for value in lookup.prefixes:
-            self._edit_postings(value, _NUMBERS, add_id)
+            # or, like a symbol, one edit away from a number or symbol.
+            if plan.one_edit:
+                self._edit_postings(token, _NUMBERS, add_id)
         # The symbols of `lookup.near_symbols`, without the property's generator per lookup.
         for symbol in (lookup.variable_symbol, lookup.specific_symbol):
             if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
@@ -529,17 +612,24 @@ class DocumentIndex:
                         elif j == i - 1 and code & _NO_KINDS in ahead:
                             add_id(code >> _ID_SHIFT)
 
-    def _truncated(self, fragment: str) -> list[str]:
-        """Numbers that start or end with `fragment` (a superset of its truncations)."""
-        found = self._scan(self._forward, fragment)
-        backward = self._scan(self._backward, fragment[::-1])
-        if backward:
-            found += [key[::-1] for key in backward]
-        return found
+    def _plan(self, token: str) -> _Plan:
+        shape = token.translate(_SHAPE)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._shapes.plan(shape, self._lengths)
+            if len(self._plans) >= _PLANS_LIMIT:
+                self._plans.clear()
+            self._plans[shape] = plan
+        return plan
 
-    def _glued(self, token: str) -> list[str]:
-        """The parts of the token as long as some number: no other can be found."""
-        return glued_parts(token, self._lengths, MIN_NEAR_LENGTH)
+    def _truncated(self, fragment: str, plan: _Plan) -> list[str]:
+        """Numbers that start or end with `fragment` (a superset of its truncations)."""
+        found = self._scan(self._forward, fragment) if plan.starts else []
+        if plan.ends:
+            backward = self._scan(self._backward, fragment[::-1])
+            if backward:
+                found += [key[::-1] for key in backward]
+        return found
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
         """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""

@@ -15,6 +15,7 @@ __all__ = [
     "deletes",
     "describe_edit",
     "edit_distance",
+    "glued_cuts",
     "glued_parts",
     "has_digit",
     "is_glued_in",
@@ -207,6 +208,15 @@ def glued_parts(token: str, lengths: Iterable[int], min_length: int = 4) -> list
     allowed (not between two digits). Proper parts only: the whole token is an exact lookup.
     By length, shortest first, each length's prefix before its suffix.
     """
+    return [token[start:end] for start, end in glued_cuts(token, lengths, min_length)]
+
+
+def glued_cuts(token: str, lengths: Iterable[int], min_length: int = 4) -> list[tuple[int, int]]:
+    """Where `glued_parts` cuts the token: (start, end) of each part, in the same order.
+
+    Which cuts are allowed depends only on where the token has ASCII digits, so tokens that
+    agree there (and in length) are cut alike.
+    """
     n = len(token)
     if token.isascii() and token.isdigit():
         return []  # every cut would fall between two digits
@@ -215,7 +225,7 @@ def glued_parts(token: str, lengths: Iterable[int], min_length: int = 4) -> list
         return []
     first = found.start()
     last = n - 1 - _DIGIT.search(token[::-1]).start()  # type: ignore[union-attr]
-    parts: list[str] = []
+    cuts: list[tuple[int, int]] = []
     for length in lengths:
         if length >= n:
             break
@@ -223,11 +233,11 @@ def glued_parts(token: str, lengths: Iterable[int], min_length: int = 4) -> list
             continue
         # A part must hold a digit, and the cut may not fall between two digits.
         if first < length and _cut_allowed(token[length - 1], token[length]):
-            parts.append(token[:length])
+            cuts.append((0, length))
         k = n - length
         if last >= k and _cut_allowed(token[k - 1], token[k]):
-            parts.append(token[k:])
-    return parts
+            cuts.append((k, n))
+    return cuts
 
 
 def is_glued_in(number: str, token: str) -> bool:
