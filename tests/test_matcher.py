@@ -912,9 +912,10 @@ def test_index_payer_and_amount_follow_a_partial_payment() -> None:
 
 def _count_probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Count the index's one-edit searches and sorted-key bisects from now on."""
-    counts = {"one_edit": 0, "bisect": 0}
+    counts = {"one_edit": 0, "bisect": 0, "deletions": 0}
     edit_postings = DocumentIndex._edit_postings
     first_with = _SortedKeys.first_with
+    deletion_hashes = index_module._deletion_hashes
 
     def counted_edit(self: DocumentIndex, *args: object) -> None:
         counts["one_edit"] += 1
@@ -924,8 +925,13 @@ def _count_probes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["bisect"] += 1
         return first_with(self, prefix)
 
+    def counted_deletions(value: str) -> list[int]:
+        counts["deletions"] += 1
+        return deletion_hashes(value)
+
     monkeypatch.setattr(DocumentIndex, "_edit_postings", counted_edit)
     monkeypatch.setattr(_SortedKeys, "first_with", counted_bisect)
+    monkeypatch.setattr(index_module, "_deletion_hashes", counted_deletions)
     return counts
 
 
@@ -938,17 +944,39 @@ def test_index_token_shaped_like_no_number_costs_no_search(monkeypatch: pytest.M
     counts = _count_probes(monkeypatch)
     unrelated = pay("100", "platba 2026000123PLATBA")
     assert index.match(unrelated, BROAD) == decide(unrelated, docs, BROAD)
-    assert counts == {"one_edit": 0, "bisect": 0}
+    assert counts == {"one_edit": 0, "bisect": 0, "deletions": 0}
     typo = pay("100", "szamla E-2026-0312")  # 0132 with two digits swapped
     decision = index.match(typo, BROAD)
     assert decision == decide(typo, docs, BROAD)
     assert 132 in {s.document_id for s in decision.suggestions}
-    assert counts == {"one_edit": 1, "bisect": 0}  # as long as a number: not a part of one
+    # As long as a number: not a part of one, but maybe one edit from one.
+    assert counts == {"one_edit": 1, "bisect": 0, "deletions": 1}
     fragment = pay("100", "szamla 2026-0132")
     decision = index.match(fragment, BROAD)
     assert decision == decide(fragment, docs, BROAD)
     assert [s.document_id for s in decision.suggestions] == [132]
     assert counts["bisect"] == 1  # the ends of numbers; none starts with digits
+
+
+def test_index_token_a_digit_short_of_every_number_is_not_split_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten-digit numbers only: a nine-digit token can be one of them with a digit missing
+    (one probe with the whole token), but as long as none or one longer it is no typo, swap
+    or extra digit of any, so its nine deletions are never worked out."""
+    docs = [doc(n, f"2026{n:06d}", "100") for n in range(1, 300)]
+    index = DocumentIndex(docs)
+    counts = _count_probes(monkeypatch)
+    payment = pay("100", "platba 202600123")  # 2026000123 less a zero
+    decision = index.match(payment, BROAD)
+    assert decision == decide(payment, docs, BROAD)
+    assert [s.document_id for s in decision.suggestions] == [123]
+    assert counts["one_edit"] == 1 and counts["deletions"] == 0
+    swap = pay("100", "platba 2026000929")  # 2026000299 with two digits swapped
+    decision = index.match(swap, BROAD)
+    assert decision == decide(swap, docs, BROAD)
+    assert 299 in {s.document_id for s in decision.suggestions}
+    assert counts["deletions"] == 1
 
 
 def test_index_plans_follow_documents_of_a_new_shape() -> None:
@@ -972,7 +1000,7 @@ def test_index_numbers_in_too_many_shapes_get_every_search() -> None:
     docs = [doc(n, "".join(rnd.choices(alphabet, k=16)), "100") for n in range(1, count + 1)]
     index = DocumentIndex(docs)
     shapes = index._shapes
-    assert shapes.overflow and not (shapes.whole or shapes.starts or shapes.ends or shapes.near)
+    assert shapes.overflow and not (shapes.whole or shapes.starts or shapes.ends or shapes.deleted)
     # One whose fifth and sixth characters differ, with a digit in its first six and a letter
     # seventh (a number may end there), to be mistyped, glued to a word and cut short.
     target = next(

@@ -82,19 +82,22 @@ class _Plan(NamedTuple):
     cuts: tuple[tuple[int, int], ...]  # glued parts, as (start, end), shaped like some number
     starts: bool  # some number's shape starts with the token's (and is longer)
     ends: bool  # some number's shape ends with it
-    one_edit: bool  # some number's shape may be one edit from it
+    # Some number's shape may be one edit from it: with one character more (found by the
+    # token's whole value), or as long or one shorter (found by the token's deletions).
+    longer: bool
+    alike: bool
 
 
 class _Shapes:
     """The shapes of the numbers and order numbers, and every part the searches compare."""
 
-    __slots__ = ("ends", "near", "overflow", "starts", "whole")
+    __slots__ = ("deleted", "ends", "overflow", "starts", "whole")
 
     def __init__(self) -> None:
         self.whole: set[str] = set()
         self.starts: set[str] = set()  # proper prefixes of the shapes
         self.ends: set[str] = set()  # proper suffixes
-        self.near: set[str] = set()  # the shapes and their one-character deletions
+        self.deleted: set[str] = set()  # the shapes' one-character deletions
         self.overflow = False  # more than _SHAPES_LIMIT shapes: none is told apart
 
     def add(self, value: str) -> bool:
@@ -106,13 +109,12 @@ class _Shapes:
             return False
         if len(self.whole) >= _SHAPES_LIMIT:
             self.overflow = True
-            self.whole, self.starts, self.ends, self.near = set(), set(), set(), set()
+            self.whole, self.starts, self.ends, self.deleted = set(), set(), set(), set()
             return True
         self.whole.add(shape)
         self.starts.update(shape[:i] for i in range(1, len(shape)))
         self.ends.update(shape[i:] for i in range(1, len(shape)))
-        self.near.add(shape)
-        self.near.update(deletes(shape))
+        self.deleted.update(deletes(shape))
         return True
 
     def plan(self, shape: str, lengths: list[int]) -> _Plan:
@@ -120,15 +122,18 @@ class _Shapes:
         cuts = glued_cuts(shape, lengths, MIN_NEAR_LENGTH)
         if self.overflow:
             shorter = bool(lengths) and len(shape) < lengths[-1]
-            return _Plan(tuple(cuts), shorter, shorter, True)
-        whole, near = self.whole, self.near
+            return _Plan(tuple(cuts), shorter, shorter, True, True)
+        whole, deleted = self.whole, self.deleted
+        own = deletes(shape)
         return _Plan(
             tuple(cut for cut in cuts if shape[slice(*cut)] in whole),
             shape in self.starts,
             shape in self.ends,
-            # Symmetric deletes: two values one edit apart share a deletion, or one is a
-            # deletion of the other (a superset: some two edits apart pass too).
-            shape in near or not near.isdisjoint(deletes(shape)),
+            # A number one longer is the token with a character more,
+            shape in deleted,
+            # one as long shares a deletion with it, one shorter is one of its deletions
+            # (symmetric deletes: a superset, some two edits apart pass too).
+            not (deleted.isdisjoint(own) and whole.isdisjoint(own)),
         )
 
 
@@ -562,8 +567,8 @@ class DocumentIndex:
                     if posting is not None:
                         add_found(posting)
             # or, like a symbol, one edit away from a number or symbol.
-            if plan.one_edit:
-                self._edit_postings(token, _NUMBERS, add_id)
+            if plan.longer or plan.alike:
+                self._edit_postings(token, _NUMBERS, add_id, plan.longer, plan.alike)
         # The symbols of `lookup.near_symbols`, without the property's generator per lookup.
         for symbol in (lookup.variable_symbol, lookup.specific_symbol):
             if symbol is not None and MIN_NEAR_LENGTH <= len(symbol) <= MAX_TOKEN_LENGTH:
@@ -573,18 +578,28 @@ class DocumentIndex:
             if payer is not None:
                 add_found(payer)
 
-    def _edit_postings(self, value: str, kind: int, add_id: Callable[[int], None]) -> None:
+    def _edit_postings(
+        self,
+        value: str,
+        kind: int,
+        add_id: Callable[[int], None],
+        longer: bool = True,
+        alike: bool = True,
+    ) -> None:
         """Documents with a reference of `kind` (`_NUMBERS` or `_SYMBOLS`) one edit away
-        from `value` (see `_edit_keys`)."""
+        from `value` (see `_edit_keys`): with `longer`, those with one character more; with
+        `alike`, those as long or one character shorter."""
         lengths, length = self._edit_lengths, len(value)
         if length not in lengths and length - 1 not in lengths and length + 1 not in lengths:
             return  # e.g. a token glued to text: longer than anything one edit away
         deleted = self._deleted
-        longer = deleted.get(_whole_hash(value))
-        if longer is not None:  # the document has one character more, anywhere (or is equal)
-            for code in [longer] if isinstance(longer, int) else longer:
+        more = deleted.get(_whole_hash(value)) if longer else None
+        if more is not None:  # the document has one character more, anywhere (or is equal)
+            for code in [more] if isinstance(more, int) else more:
                 if code >> _POSITION_BITS & kind:
                     add_id(code >> _ID_SHIFT)
+        if not alike:
+            return
         hashes = _deletion_hashes(value)
         shared = deleted.keys() & hashes
         if shared:
