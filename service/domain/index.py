@@ -34,7 +34,7 @@ from service.domain.matcher import (
     match,
 )
 from service.domain.models import OpenDocument, Payment
-from service.domain.references import deletes, glued_cuts, has_digit
+from service.domain.references import cut_allowed, deletes, glued_cuts, has_digit
 
 __all__ = ["DocumentIndex"]
 
@@ -80,8 +80,10 @@ class _Plan(NamedTuple):
     """Which near-miss searches a token of one shape needs."""
 
     cuts: tuple[tuple[int, int], ...]  # glued parts, as (start, end), shaped like some number
-    starts: bool  # some number's shape starts with the token's (and is longer)
-    ends: bool  # some number's shape ends with it
+    # Some number's shape starts with the token's (and is longer), or ends with it, where
+    # `is_truncation_of` lets a number be cut (not between two digits: a shape keeps them).
+    starts: bool
+    ends: bool
     # Some number's shape may be one edit from it: with one character more (found by the
     # token's whole value), or as long or one shorter (found by the token's deletions).
     longer: bool
@@ -95,8 +97,8 @@ class _Shapes:
 
     def __init__(self) -> None:
         self.whole: set[str] = set()
-        self.starts: set[str] = set()  # proper prefixes of the shapes
-        self.ends: set[str] = set()  # proper suffixes
+        self.starts: set[str] = set()  # proper prefixes of the shapes, at allowed cuts
+        self.ends: set[str] = set()  # proper suffixes, at allowed cuts
         self.deleted: set[str] = set()  # the shapes' one-character deletions
         self.overflow = False  # more than _SHAPES_LIMIT shapes: none is told apart
 
@@ -112,8 +114,9 @@ class _Shapes:
             self.whole, self.starts, self.ends, self.deleted = set(), set(), set(), set()
             return True
         self.whole.add(shape)
-        self.starts.update(shape[:i] for i in range(1, len(shape)))
-        self.ends.update(shape[i:] for i in range(1, len(shape)))
+        cuts = [i for i in range(1, len(shape)) if cut_allowed(shape[i - 1], shape[i])]
+        self.starts.update(shape[:i] for i in cuts)
+        self.ends.update(shape[i:] for i in cuts)
         self.deleted.update(deletes(shape))
         return True
 

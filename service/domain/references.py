@@ -12,6 +12,7 @@ from enum import StrEnum
 
 __all__ = [
     "EditKind",
+    "cut_allowed",
     "deletes",
     "describe_edit",
     "edit_distance",
@@ -190,7 +191,7 @@ def describe_edit(written: str, expected: str, unit: str = "character") -> str |
     return kind.describe(unit) if kind is not None else None
 
 
-def _cut_allowed(left: str, right: str) -> bool:
+def cut_allowed(left: str, right: str) -> bool:
     """A number may end where a token is cut unless the cut falls between two digits.
 
     That is what keeps `E-2026-12` from being found inside `E-2026-123` while `E-2026-123`
@@ -232,10 +233,10 @@ def glued_cuts(token: str, lengths: Iterable[int], min_length: int = 4) -> list[
         if length < min_length:
             continue
         # A part must hold a digit, and the cut may not fall between two digits.
-        if first < length and _cut_allowed(token[length - 1], token[length]):
+        if first < length and cut_allowed(token[length - 1], token[length]):
             cuts.append((0, length))
         k = n - length
-        if last >= k and _cut_allowed(token[k - 1], token[k]):
+        if last >= k and cut_allowed(token[k - 1], token[k]):
             cuts.append((k, n))
     return cuts
 
@@ -245,9 +246,9 @@ def is_glued_in(number: str, token: str) -> bool:
     n, t = len(number), len(token)
     if n >= t:
         return False
-    if token.startswith(number) and _cut_allowed(token[n - 1], token[n]):
+    if token.startswith(number) and cut_allowed(token[n - 1], token[n]):
         return True
-    return token.endswith(number) and _cut_allowed(token[t - n - 1], token[t - n])
+    return token.endswith(number) and cut_allowed(token[t - n - 1], token[t - n])
 
 
 def is_truncation_of(token: str, number: str) -> bool:
