@@ -36,7 +36,7 @@ from service.domain.models import (
     PaymentState,
     payment_state,
 )
-from service.domain.references import edit_distance
+from service.domain.references import cut_allowed, edit_distance
 
 INV, PRO, ORD = DocumentKind.INVOICE, DocumentKind.PROFORMA, DocumentKind.ORDER
 K = MatchKey
@@ -367,6 +367,22 @@ CASES = [
         MatchState.SUGGESTED,
         suggested=[1],
         explains=["only part of the number of open invoice E-2026-0123-HU"],
+    ),
+    Case(
+        "the beginning of a number among many more going on with a digit",
+        [doc(i, f"E-2026-1{i:02d}", "100") for i in range(60)] + [doc(999, "E-2026-1HU", "100")],
+        pay("100", "szamla E-2026-1"),
+        MatchState.SUGGESTED,
+        suggested=[999],
+        explains=["only part of the number of open invoice E-2026-1HU"],
+    ),
+    Case(
+        "the end of a number among many more with a digit before it",
+        [doc(i, f"{i:02d}1-2026", "100") for i in range(60)] + [doc(999, "HU1-2026", "100")],
+        pay("100", "szamla 1-2026"),
+        MatchState.SUGGESTED,
+        suggested=[999],
+        explains=["only part of the number of open invoice HU1-2026"],
     ),
     Case(
         "a fragment many numbers share is no suggestion",
@@ -892,6 +908,10 @@ def test_index_sorted_keys_find_what_a_scan_finds(size: int) -> None:
             assert expected == []
         else:
             assert list(sorted_keys.starting_with(prefix, start)) == expected
+            # Only where a number may be cut: never between two digits.
+            n = len(prefix)
+            cut = [k for k in expected if len(k) == n or n == 0 or cut_allowed(k[n - 1], k[n])]
+            assert list(sorted_keys.starting_with(prefix, start, cut=True)) == cut
 
 
 def test_index_payer_and_amount_follow_a_partial_payment() -> None:

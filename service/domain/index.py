@@ -290,15 +290,27 @@ class _SortedKeys:
             return len(keys)  # only pending ones
         return None
 
-    def starting_with(self, prefix: str, start: int) -> Iterator[str]:
-        """The keys starting with `prefix`, from `first_with`'s answer on."""
+    def starting_with(self, prefix: str, start: int, *, cut: bool = False) -> Iterator[str]:
+        """The keys starting with `prefix`, from `first_with`'s answer on; with `cut`, only
+        those a number may be cut from after the prefix (see `cut_allowed`)."""
         keys = self._sorted
         i, n = start, len(keys)
+        # After a digit, keys going on with a digit are no cut. They sort together, between
+        # the prefix and the prefix followed by ':' (the character after '9'): one bisect
+        # skips them, however many a dense numbering has.
+        skip = cut and prefix[-1:].isdigit() and prefix[-1:].isascii()
+        end = len(prefix)
         while i < n and keys[i].startswith(prefix):
-            yield keys[i]
+            key = keys[i]
+            if skip and key[end : end + 1].isdigit() and key[end].isascii():
+                i = bisect_left(keys, prefix + ":", i)
+                continue
+            yield key
             i += 1
         for key in self._pending:
-            if key.startswith(prefix):
+            if key.startswith(prefix) and not (
+                skip and key[end : end + 1].isdigit() and key[end].isascii()
+            ):
                 yield key
 
 
@@ -650,7 +662,8 @@ class DocumentIndex:
         return found
 
     def _scan(self, keys: _SortedKeys, prefix: str) -> list[str]:
-        """Up to _PREFIX_FETCH live keys starting with `prefix` (stale ones skipped)."""
+        """Up to _PREFIX_FETCH live keys starting with `prefix` where a number may be cut
+        (stale ones skipped): keys no cut allows must not crowd out ones that it does."""
         start = keys.first_with(prefix)
         if start is None:
             return []
@@ -658,7 +671,7 @@ class DocumentIndex:
         backward = keys is self._backward
         check = keys.stale > 0
         exact = self._exact
-        for key in keys.starting_with(prefix, start):
+        for key in keys.starting_with(prefix, start, cut=True):
             # Stale keys are skipped; another reference's equal key only over-fetches.
             if check and (key[::-1] if backward else key) not in exact:
                 continue
