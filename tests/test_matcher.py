@@ -8,7 +8,7 @@ candidate the rules would use.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import pytest
@@ -982,9 +982,9 @@ def test_index_token_a_digit_short_of_every_number_is_not_split_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ten-digit numbers only: a nine-digit token can be one of them with a digit missing
-    (one probe with the whole token), but as long as none or one longer it is no typo, swap
-    or extra digit of any, so its nine deletions are never worked out; and as a number is
-    never cut between two digits, it is no beginning or end of one either."""
+    (one probe with the whole token). No number is as long as the token or one shorter, so
+    it is no typo, swap or extra digit of any, and its nine deletions are never worked out;
+    as a number is never cut between two digits, it is no beginning or end of one either."""
     docs = [doc(n, f"2026{n:06d}", "100") for n in range(1, 300)]
     index = DocumentIndex(docs)
     counts = _count_probes(monkeypatch)
@@ -1021,7 +1021,9 @@ def test_index_numbers_in_too_many_shapes_get_every_search() -> None:
     docs = [doc(n, "".join(rnd.choices(alphabet, k=16)), "100") for n in range(1, count + 1)]
     index = DocumentIndex(docs)
     shapes = index._shapes
-    assert shapes.overflow and not (shapes.whole or shapes.starts or shapes.ends or shapes.deleted)
+    assert shapes.overflow and not (
+        shapes.whole or shapes.starts or shapes.ends or shapes.deletions
+    )
     # One whose fifth and sixth characters differ, with a digit in its first six and a letter
     # seventh (a number may end there), to be mistyped, glued to a word and cut short.
     target = next(
@@ -1049,3 +1051,71 @@ def test_index_remembers_a_bounded_number_of_token_shapes() -> None:
         shape = format(n, "b").replace("0", "X").replace("1", "7")  # a new shape each
         index.match(pay("100", f"E{shape}"), BROAD)
     assert 0 < len(index._plans) <= index_module._PLANS_LIMIT
+
+
+@pytest.mark.parametrize("plans", [3, 4096])
+@pytest.mark.parametrize("seed", range(30))
+def test_index_decides_as_all_documents_when_shapes_overflow_and_plans_are_evicted(
+    monkeypatch: pytest.MonkeyPatch, seed: int, plans: int
+) -> None:
+    """With room for 4 shapes (and 3 plans, or many), the switch to no shapes and the
+    eviction of plans happen all the time, and documents come, get paid, go and are rebuilt
+    in between: every payment is still decided as over all open documents."""
+    monkeypatch.setattr(index_module, "_SHAPES_LIMIT", 4)
+    monkeypatch.setattr(index_module, "_PLANS_LIMIT", plans)
+    rnd = random.Random(seed)
+    shapes = ["E-2026-{:04d}", "{:06d}", "FV2026/{:05d}", "A{:03d}B", "2026{:06d}", "X-{:d}"]
+
+    def number() -> str:
+        return rnd.choice(shapes).format(rnd.randrange(1, 300))
+
+    def payment(docs: list[OpenDocument]) -> Payment:
+        value = rnd.choice(docs).number if docs else number()
+        i = rnd.randrange(len(value))
+        text = rnd.choice(
+            [
+                value[:i] + value[i + 1 :],  # a character missing
+                value[:i] + rnd.choice("0123456789") + value[i + 1 :],  # a typo
+                value[:i] + value[i + 1 : i + 2] + value[i : i + 1] + value[i + 2 :],  # a swap
+                value + "X" + value[:i],  # something more
+                value + "PLATBA",  # glued
+                value[:i],  # its beginning
+                value[i:],  # its end
+            ]
+        )
+        return pay("100", f"szamla {text}")
+
+    live: dict[int, OpenDocument] = {}
+    index = DocumentIndex()
+    for step in range(120):
+        action = rnd.random()
+        if action < 0.55 or not live:
+            d = doc(step, number(), "100")
+            live[d.id] = d
+            index.add(d)
+        elif action < 0.7:
+            index.remove(live.pop(rnd.choice(sorted(live))).id)
+        elif action < 0.8:
+            d = live[rnd.choice(sorted(live))]
+            index.update_paid(d.id, Decimal("40"))
+            live[d.id] = replace(d, paid=Decimal("40"))
+        elif action < 0.85:
+            index._rebuild_sorted()
+        p = payment(list(live.values()))
+        assert index.match(p, BROAD) == decide(p, list(live.values()), BROAD), (seed, step, p)
+
+
+def test_index_plans_follow_new_lengths_once_shapes_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the shapes' limit a new shape no longer refreshes plans, but a new length still
+    does: a glued token is cut at the numbers' lengths."""
+    monkeypatch.setattr(index_module, "_SHAPES_LIMIT", 1)
+    index = DocumentIndex([doc(1, "E-1", "100"), doc(2, "FV-22", "100")])
+    assert index._shapes.overflow
+    payment = pay("100", "szamla 2026000123PLATBA")
+    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
+    index.add(doc(3, "2026000123", "100"))
+    decision = index.match(payment, BROAD)
+    assert [s.document_id for s in decision.suggestions] == [3]
+    assert decision == decide(payment, list(index.documents()), BROAD)

@@ -91,15 +91,16 @@ class _Plan(NamedTuple):
 
 
 class _Shapes:
-    """The shapes of the numbers and order numbers, and every part the searches compare."""
+    """The shapes of the numbers and order numbers that hold a digit (no other is a near
+    miss), and every part of them the searches compare."""
 
-    __slots__ = ("deleted", "ends", "overflow", "starts", "whole")
+    __slots__ = ("deletions", "ends", "overflow", "starts", "whole")
 
     def __init__(self) -> None:
         self.whole: set[str] = set()
         self.starts: set[str] = set()  # proper prefixes of the shapes, at allowed cuts
         self.ends: set[str] = set()  # proper suffixes, at allowed cuts
-        self.deleted: set[str] = set()  # the shapes' one-character deletions
+        self.deletions: set[str] = set()  # the shapes' one-character deletions
         self.overflow = False  # more than _SHAPES_LIMIT shapes: none is told apart
 
     def add(self, value: str) -> bool:
@@ -111,13 +112,13 @@ class _Shapes:
             return False
         if len(self.whole) >= _SHAPES_LIMIT:
             self.overflow = True
-            self.whole, self.starts, self.ends, self.deleted = set(), set(), set(), set()
+            self.whole, self.starts, self.ends, self.deletions = set(), set(), set(), set()
             return True
         self.whole.add(shape)
         cuts = [i for i in range(1, len(shape)) if cut_allowed(shape[i - 1], shape[i])]
         self.starts.update(shape[:i] for i in cuts)
         self.ends.update(shape[i:] for i in cuts)
-        self.deleted.update(deletes(shape))
+        self.deletions.update(deletes(shape))
         return True
 
     def plan(self, shape: str, lengths: list[int]) -> _Plan:
@@ -126,17 +127,20 @@ class _Shapes:
         if self.overflow:
             shorter = bool(lengths) and len(shape) < lengths[-1]
             return _Plan(tuple(cuts), shorter, shorter, True, True)
-        whole, deleted = self.whole, self.deleted
+        whole, deletions = self.whole, self.deletions
         own = deletes(shape)
+        # A number one character longer loses one to become the token.
+        longer = shape in deletions
+        # One as long loses the same character as the token (a typo) or one of two swapped,
+        # and one shorter is the token less a character (symmetric deletes: a superset,
+        # some pairs two edits apart pass too).
+        alike = not (deletions.isdisjoint(own) and whole.isdisjoint(own))
         return _Plan(
             tuple(cut for cut in cuts if shape[slice(*cut)] in whole),
             shape in self.starts,
             shape in self.ends,
-            # A number one longer is the token with a character more,
-            shape in deleted,
-            # one as long shares a deletion with it, one shorter is one of its deletions
-            # (symmetric deletes: a superset, some two edits apart pass too).
-            not (deleted.isdisjoint(own) and whole.isdisjoint(own)),
+            longer,
+            alike,
         )
 
 
@@ -394,6 +398,8 @@ class DocumentIndex:
                 if len(value) not in self._lengths:
                     self._lengths.append(len(value))
                     self._lengths.sort()
+                    # Plans' cuts are at these lengths. A new length is a new shape, which
+                    # clears them too, except once shapes overflow.
                     self._plans.clear()
                 if has_digit(value) and self._shapes.add(value):
                     self._plans.clear()
