@@ -1000,16 +1000,20 @@ def test_index_token_a_digit_short_of_every_number_is_not_split_up(
     assert counts["deletions"] == 1
 
 
+def _suggested_once_added(index: DocumentIndex, payment: Payment, new: OpenDocument) -> None:
+    """The payment finds nothing, its token's plan is kept; `new` arrives and is suggested."""
+    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
+    index.add(new)
+    decision = index.match(payment, BROAD)
+    assert [s.document_id for s in decision.suggestions] == [new.id]
+    assert decision == decide(payment, list(index.documents()), BROAD)
+
+
 def test_index_plans_follow_documents_of_a_new_shape() -> None:
     """What a token of one shape is searched for is remembered, and forgotten when a number
     of a new shape arrives: the token then finds it."""
     index = DocumentIndex([doc(1, "E-2026-00001", "100")])  # as long as the new one
-    payment = pay("100", "FV2026/00132")
-    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
-    index.add(doc(2, "FV2026/00123", "100"))
-    decision = index.match(payment, BROAD)
-    assert [s.document_id for s in decision.suggestions] == [2]
-    assert decision == decide(payment, list(index.documents()), BROAD)
+    _suggested_once_added(index, pay("100", "FV2026/00132"), doc(2, "FV2026/00123", "100"))
 
 
 def test_index_numbers_in_too_many_shapes_get_every_search() -> None:
@@ -1114,8 +1118,4 @@ def test_index_plans_follow_new_lengths_once_shapes_overflow(
     index = DocumentIndex([doc(1, "E-1", "100"), doc(2, "FV-22", "100")])
     assert index._shapes.overflow
     payment = pay("100", "szamla 2026000123PLATBA")
-    assert index.match(payment, BROAD).state is MatchState.UNMATCHED
-    index.add(doc(3, "2026000123", "100"))
-    decision = index.match(payment, BROAD)
-    assert [s.document_id for s in decision.suggestions] == [3]
-    assert decision == decide(payment, list(index.documents()), BROAD)
+    _suggested_once_added(index, payment, doc(3, "2026000123", "100"))
