@@ -1119,3 +1119,9 @@ def test_index_plans_follow_new_lengths_once_shapes_overflow(
     assert index._shapes.overflow
     payment = pay("100", "szamla 2026000123PLATBA")
     _suggested_once_added(index, payment, doc(3, "2026000123", "100"))
+
+
+def test_index_keeps_only_the_shapes_of_numbers_with_a_digit() -> None:
+    """A number without a digit is never a near miss: its shape would only widen plans."""
+    index = DocumentIndex([doc(1, "E-2026-0001", "100"), doc(2, "ZALOHA", "100")])
+    assert index._shapes.whole == {"A-9999-9999"}

@@ -104,8 +104,8 @@ class _Shapes:
         self.overflow = False  # more than _SHAPES_LIMIT shapes: none is told apart
 
     def add(self, value: str) -> bool:
-        """Take a number's shape; whether that changes any plan."""
-        if self.overflow:
+        """Take a number's shape (none without a digit); whether that changes any plan."""
+        if self.overflow or not has_digit(value):
             return False
         shape = value.translate(_SHAPE)
         if shape in self.whole:
@@ -299,22 +299,24 @@ class _SortedKeys:
         those a number may be cut from after the prefix (see `cut_allowed`)."""
         keys = self._sorted
         i, n = start, len(keys)
-        # After a digit, keys going on with a digit are no cut. They sort together, between
-        # the prefix and the prefix followed by ':' (the character after '9'): one bisect
-        # skips them, however many a dense numbering has.
-        skip = cut and prefix[-1:].isdigit() and prefix[-1:].isascii()
         end = len(prefix)
+        last = prefix[-1] if cut and prefix else None
+
+        def refused(key: str) -> bool:
+            return last is not None and len(key) > end and not cut_allowed(last, key[end])
+
         while i < n and keys[i].startswith(prefix):
             key = keys[i]
-            if skip and key[end : end + 1].isdigit() and key[end].isascii():
+            if refused(key):
+                # Only a digit after a digit is refused, and the keys going on with a digit
+                # sort together, before the prefix followed by ':' (the character after
+                # '9'): one bisect skips them, however many a dense numbering has.
                 i = bisect_left(keys, prefix + ":", i)
                 continue
             yield key
             i += 1
         for key in self._pending:
-            if key.startswith(prefix) and not (
-                skip and key[end : end + 1].isdigit() and key[end].isascii()
-            ):
+            if key.startswith(prefix) and not refused(key):
                 yield key
 
 
@@ -395,13 +397,12 @@ class DocumentIndex:
             _post_doc(self._payer, _payer_hash(payer, doc.outstanding), doc)
         for value in (number, order):
             if value is not None:
-                if len(value) not in self._lengths:
+                new_length = len(value) not in self._lengths
+                if new_length:
                     self._lengths.append(len(value))
                     self._lengths.sort()
-                    # Plans' cuts are at these lengths. A new length is a new shape, which
-                    # clears them too, except once shapes overflow.
-                    self._plans.clear()
-                if has_digit(value) and self._shapes.add(value):
+                # Plans depend on the shapes and on the lengths (their cuts).
+                if self._shapes.add(value) or new_length:
                     self._plans.clear()
                 if len(value) > MIN_NEAR_LENGTH and has_digit(value):
                     self._forward.add(value)
@@ -480,8 +481,7 @@ class DocumentIndex:
         self._lengths = sorted({len(k) for k in numbers})
         self._shapes = _Shapes()  # shapes no number has any more stop costing probes
         for number in numbers:
-            if has_digit(number):
-                self._shapes.add(number)
+            self._shapes.add(number)
         self._plans.clear()
         keys = [k for k in numbers if len(k) > MIN_NEAR_LENGTH and has_digit(k)]
         self._forward.rebuild(keys)
